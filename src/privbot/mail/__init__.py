@@ -1,0 +1,1 @@
+"""Mail in and out: parsing, screening machines, composing replies."""
