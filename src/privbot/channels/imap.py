@@ -1,0 +1,192 @@
+"""The IMAP watcher: take every message from the watched folder through the pipeline.
+
+It never deletes mail. A message leaves the watched folder only after the pipeline has
+committed what it did with it: handled (and screened, quarantined) mail is moved to the
+processed folder, mail whose processing failed repeatedly to the failed folder. So after a
+crash, whatever is still in the folder is simply fetched again, and the store's idempotency
+key makes that harmless. Everything left in the folder is unfinished business, which is why
+no custom keywords are needed (and pymap, for one, does not keep them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy.exc import DBAPIError
+
+from privbot import pipeline
+from privbot.app import App
+from privbot.config import ImapSettings
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 50
+# After a drop: retry soon, then back off, but never wait long (recover within seconds).
+BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+DONE_STATUSES = frozenset({"handled", "screened", "quarantined"})
+
+
+class ImapWatcher:
+    """Watches one folder with IDLE (polling where the server has none) until stopped."""
+
+    def __init__(self, app: App) -> None:
+        if app.settings.imap is None:
+            raise ValueError("PRIVBOT_IMAP_URL is not set")
+        self.app = app
+        self.imap: ImapSettings = app.settings.imap
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self.connected = threading.Event()  # for tests and the demo: the first sync is done
+        self.uidvalidity: int | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+        os.write(self._wake_w, b"x")  # interrupt a select() in IDLE at once
+
+    def run(self) -> None:
+        """Connect, sync, idle; on any drop reconnect with backoff. Returns when stopped."""
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    with self._connect() as client:
+                        failures = 0
+                        self._watch(client)
+                except (OSError, IMAPClientError, EOFError) as exc:
+                    # Includes imaplib's abort ("unterminated line", imapclient issue 519):
+                    # the connection is unusable, so reconnect rather than die.
+                    self.connected.clear()
+                    delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
+                    failures += 1
+                    log.warning("imap: %s; reconnecting in %.1fs", _describe(exc), delay)
+                    self._stop.wait(delay)
+        finally:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _connect(self) -> IMAPClient:
+        s = self.imap
+        client = IMAPClient(s.host, s.port, ssl=s.ssl, timeout=60)
+        # Without it APPEND/FETCH round trips stall on Nagle + delayed ACK (~40 ms each).
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.login(s.user, s.password)
+        return client
+
+    def _watch(self, client: IMAPClient) -> None:
+        s = self.app.settings
+        delimiter = _delimiter(client)
+        processed = s.processed_folder.replace("/", delimiter)
+        failed = s.failed_folder.replace("/", delimiter)
+        for folder in (processed, failed):
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+        info = client.select_folder(self.imap.folder)
+        self._note_uidvalidity(int(info[b"UIDVALIDITY"]))
+        can_idle = client.has_capability("IDLE")
+        while not self._stop.is_set():
+            left = self._sync(client, processed, failed)
+            self.connected.set()
+            # Something to retry soon: don't sleep a whole IDLE period on it.
+            wait = 5.0 if left else (s.idle_seconds if can_idle else s.poll_seconds)
+            if can_idle:
+                self._idle(client, wait)
+            else:
+                self._sleep(wait)
+                client.noop()
+
+    def _sync(self, client: IMAPClient, processed: str, failed: str) -> int:
+        """Fetch and process everything in the folder; returns how many are left for later."""
+        uids = client.search("ALL")
+        left = 0
+        for batch in _chunks(uids, FETCH_BATCH):
+            done, bad, waiting = self._take(client, batch)
+            left += waiting
+            _move(client, done, processed)
+            _move(client, bad, failed)
+            if self._stop.is_set():
+                break
+        return left
+
+    def _take(self, client: IMAPClient, uids: Sequence[int]) -> tuple[list[int], list[int], int]:
+        fetched = client.fetch(uids, ["BODY.PEEK[]"])
+        done: list[int] = []
+        bad: list[int] = []
+        waiting = 0
+        for uid in uids:
+            data = fetched.get(uid)
+            raw = data.get(b"BODY[]") if data else None
+            if raw is None:  # expunged meanwhile (another privbot took it)
+                continue
+            try:
+                outcome = pipeline.receive(
+                    self.app, raw, source="imap", source_ref=f"{self.uidvalidity}:{uid}"
+                )
+            except DBAPIError as exc:
+                # Not stored: the mail stays in the folder until the database is back.
+                log.warning("imap: database unavailable (%s); leaving uid %s", exc.orig, uid)
+                self._stop.wait(2.0)
+                return done, bad, waiting + 1
+            if outcome.status in DONE_STATUSES:
+                done.append(uid)
+            elif outcome.status == "failed":
+                bad.append(uid)
+            else:
+                waiting += 1
+        return done, bad, waiting
+
+    def _idle(self, client: IMAPClient, timeout: float) -> None:
+        client.idle()
+        try:
+            # select() on the socket, then idle_done() in blocking mode: idle_check() can
+            # read half a line on a non-blocking socket (imapclient issue 519).
+            select.select([client.socket(), self._wake_r], [], [], timeout)
+        finally:
+            client.idle_done()
+
+    def _sleep(self, timeout: float) -> None:
+        select.select([self._wake_r], [], [], timeout)
+
+    def _note_uidvalidity(self, value: int) -> None:
+        if self.uidvalidity is not None and value != self.uidvalidity:
+            # Old UIDs mean nothing now; the folder is re-read whole and the store's
+            # idempotency key recognises anything already taken.
+            log.warning("imap: UIDVALIDITY changed %s -> %s", self.uidvalidity, value)
+        self.uidvalidity = value
+
+
+def _move(client: IMAPClient, uids: list[int], folder: str) -> None:
+    if not uids:
+        return
+    if client.has_capability("MOVE"):
+        client.move(uids, folder)
+        return
+    client.copy(uids, folder)
+    client.delete_messages(uids)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:
+        client.expunge()
+
+
+def _delimiter(client: IMAPClient) -> str:
+    folders = client.list_folders(directory="", pattern="")
+    if folders and folders[0][1]:
+        value = folders[0][1]
+        return value.decode() if isinstance(value, bytes) else str(value)
+    return "/"
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:300]

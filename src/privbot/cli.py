@@ -1,0 +1,210 @@
+"""The `privbot` command. It only parses arguments and calls the core; errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from privbot import queries
+from privbot.app import App, build_app
+from privbot.config import ConfigError, Settings, load_settings
+from privbot.replies import RepliesError
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(config_file=args.config)
+        return int(args.handler(args, settings))
+    except (ConfigError, RepliesError) as exc:
+        print(f"privbot: {exc}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        print(f"privbot: database error (PRIVBOT_DATABASE_URL): {exc.orig}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="privbot",
+        description="The privacy support bot on JunoCloud's privacy mailbox.",
+        epilog="Settings come from PRIVBOT_* environment variables (see README).",
+    )
+    parser.add_argument("--config", type=Path, help="TOML file with settings (env overrides)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("serve", _serve, "run the mail channels and the outbox sender until stopped")
+    p = command("ingest", _ingest, "put .eml files through the pipeline (replays, imports)")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
+
+    p = command("db", _no_action, "database maintenance")
+    dbsub = p.add_subparsers(title="actions", metavar="ACTION")
+    u = dbsub.add_parser("upgrade", help="apply schema migrations", description="apply migrations")
+    u.set_defaults(handler=_db_upgrade)
+
+    for noun, lister in (("tickets", _tickets_list), ("outbox", _outbox_list)):
+        p = command(noun, _no_action, f"{noun}: list them")
+        nsub = p.add_subparsers(title="actions", metavar="ACTION")
+        lp = nsub.add_parser("list", help=f"list {noun}", description=f"list {noun}")
+        lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+        lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+        lp.set_defaults(handler=lister)
+
+    p = command("messages", _no_action, "inbound messages: list them with their status")
+    msub = p.add_subparsers(title="actions", metavar="ACTION")
+    lp = msub.add_parser("list", help="list messages", description="list inbound messages")
+    lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    lp.add_argument("--status", help="only this status (received, handled, screened, ...)")
+    lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+    lp.set_defaults(handler=_messages_list)
+
+    p = command("demo", _demo, "run a self-contained demo with its own IMAP and SMTP servers")
+    p.add_argument("--no-wait", action="store_true", help="exit after the table (for tests)")
+    return parser
+
+
+def _no_action(args: argparse.Namespace, settings: Settings) -> int:
+    print("privbot: give an action; see --help", file=sys.stderr)
+    return 2
+
+
+def _app(settings: Settings) -> App:
+    return build_app(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from privbot.serve import serve_forever
+
+    app = _app(settings)
+    if settings.imap is None and settings.listen is None:
+        raise ConfigError("PRIVBOT_IMAP_URL or PRIVBOT_LISTEN: set at least one intake channel")
+    if settings.smtp is None:
+        raise ConfigError("PRIVBOT_SMTP_URL: needed to send replies")
+    try:
+        serve_forever(app)
+    finally:
+        app.close()
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from privbot import pipeline
+
+    app = _app(settings)
+    status = 0
+    try:
+        for path in args.files:
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                print(f"privbot: {path}: {exc.strerror or exc}", file=sys.stderr)
+                status = 1
+                continue
+            outcome = pipeline.receive(app, raw, source="file", source_ref=str(path))
+            print(_outcome_line(str(path), outcome))
+    finally:
+        app.close()
+    return status
+
+
+def _outcome_line(name: str, outcome: Any) -> str:
+    parts = [f"{name}: {outcome.status}"]
+    if outcome.duplicate:
+        parts.append("(already stored)")
+    if outcome.ticket:
+        parts.append(f"ticket JC-{outcome.ticket}")
+    if outcome.reply:
+        parts.append(f"reply #{outcome.reply} queued")
+    if outcome.reason:
+        parts.append(f"- {outcome.reason}")
+    return " ".join(parts)
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    app = build_app(settings, migrate=True)
+    app.close()
+    print("database is up to date")
+    return 0
+
+
+def _tickets_list(args: argparse.Namespace, settings: Settings) -> int:
+    return _listing(args, settings, queries.tickets, ["id", "status", "requester", "subject"])
+
+
+def _outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    return _listing(args, settings, queries.outbox, ["id", "status", "to", "subject", "attempts"])
+
+
+def _messages_list(args: argparse.Namespace, settings: Settings) -> int:
+    def fetch(app: App, limit: int) -> list[dict[str, Any]]:
+        return queries.messages(app, limit, status=args.status)
+
+    return _listing(args, settings, fetch, ["id", "status", "sender", "subject", "reason"])
+
+
+def _listing(
+    args: argparse.Namespace,
+    settings: Settings,
+    fetch: Callable[[App, int], list[dict[str, Any]]],
+    columns: list[str],
+) -> int:
+    app = _app(settings)
+    try:
+        rows = fetch(app, args.limit)
+    finally:
+        app.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(rows, columns))
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str], width: int = 48) -> str:
+    """A plain text table; long cells are cut to keep a line per row."""
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value).replace("\n", " ")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    table = [[c for c in columns]] + [[cell(r.get(c)) for c in columns] for r in rows]
+    sizes = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    lines = ["  ".join(v.ljust(sizes[i]) for i, v in enumerate(row)).rstrip() for row in table]
+    lines.insert(1, "  ".join("-" * s for s in sizes))
+    return "\n".join(lines) if rows else "\n".join([*lines[:2], "(none)"])
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from privbot.demo import run_demo
+
+    return run_demo(wait=not args.no_wait)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,259 @@
+"""Settings: read once from the environment (and an optional TOML file), validated, frozen.
+
+Every problem is a `ConfigError` whose message names the setting, so start-up can print
+one clear line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PREFIX = "PRIVBOT_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    user: str
+    password: str
+    folder: str
+    ssl: bool
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    user: str | None
+    password: str | None
+    ssl: bool
+    starttls: bool
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///privbot.db"
+    address: str = "support@junocloud.me"
+    # Further addresses that reach the same mailbox (aliases); replies always come from `address`.
+    aliases: tuple[str, ...] = ()
+    imap: ImapSettings | None = None
+    smtp: SmtpSettings | None = None
+    listen: tuple[str, int] | None = None
+    processed_folder: str = "privbot/processed"
+    failed_folder: str = "privbot/failed"
+    # How often processing of one message may fail before it is set aside for staff.
+    max_attempts: int = 5
+    # At most this many automatic replies to one address per 24 hours: the last loop guard.
+    reply_cap: int = 3
+    max_message_bytes: int = 25 * 1024 * 1024
+    # Months until a request is due (GDPR Art. 12(3): one month from receipt).
+    due_months: int = 1
+    # Seconds between two IMAP polls when the server has no IDLE.
+    poll_seconds: float = 30.0
+    # IDLE is renewed before this many seconds (RFC 2177: servers may drop it after 30 min).
+    idle_seconds: float = 25 * 60
+    # First wait before a reply is retried after a temporary failure; it doubles each time.
+    retry_seconds: float = 30.0
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def our_addresses(self) -> frozenset[str]:
+        return frozenset(a.lower() for a in (self.address, *self.aliases))
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2].lower()
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Settings:
+    """Build settings from a TOML file (optional) overlaid by PRIVBOT_* environment variables."""
+    raw: dict[str, str] = {}
+    if config_file is not None:
+        raw.update(_read_toml(Path(config_file)))
+    env = os.environ if env is None else env
+    raw.update({k: v for k, v in env.items() if k.startswith(PREFIX)})
+    return _build(raw)
+
+
+def _read_toml(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--config: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc}") from None
+    # Accept both `database_url = ...` and `PRIVBOT_DATABASE_URL = ...`, at the top or in [privbot].
+    table = data.get("privbot", data)
+    out: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            continue
+        name = key.upper()
+        name = name if name.startswith(PREFIX) else PREFIX + name
+        out[name] = _toml_value(name, value)
+    return out
+
+
+def _toml_value(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    raise ConfigError(f"{name}: unsupported value {value!r} in the config file")
+
+
+def _build(raw: Mapping[str, str]) -> Settings:
+    known = {
+        "DATABASE_URL", "ADDRESS", "ALIASES", "IMAP_URL", "SMTP_URL", "LISTEN",
+        "PROCESSED_FOLDER", "FAILED_FOLDER", "MAX_ATTEMPTS", "REPLY_CAP",
+        "MAX_MESSAGE_BYTES", "DUE_MONTHS", "POLL_SECONDS", "IDLE_SECONDS", "RETRY_SECONDS",
+    }  # fmt: skip
+    get = {k[len(PREFIX) :]: v.strip() for k, v in raw.items()}
+    defaults = Settings()
+    address = _address("PRIVBOT_ADDRESS", get.get("ADDRESS") or defaults.address)
+    aliases = tuple(
+        _address("PRIVBOT_ALIASES", a) for a in get.get("ALIASES", "").split(",") if a.strip()
+    )
+    return Settings(
+        database_url=_database_url(get.get("DATABASE_URL") or defaults.database_url),
+        address=address,
+        aliases=aliases,
+        imap=_imap(get["IMAP_URL"]) if get.get("IMAP_URL") else None,
+        smtp=_smtp(get["SMTP_URL"]) if get.get("SMTP_URL") else None,
+        listen=_listen(get["LISTEN"]) if get.get("LISTEN") else None,
+        processed_folder=get.get("PROCESSED_FOLDER") or defaults.processed_folder,
+        failed_folder=get.get("FAILED_FOLDER") or defaults.failed_folder,
+        max_attempts=_int("MAX_ATTEMPTS", get, defaults.max_attempts, minimum=1),
+        reply_cap=_int("REPLY_CAP", get, defaults.reply_cap, minimum=0),
+        max_message_bytes=_int("MAX_MESSAGE_BYTES", get, defaults.max_message_bytes, minimum=1024),
+        due_months=_int("DUE_MONTHS", get, defaults.due_months, minimum=0),
+        poll_seconds=_float("POLL_SECONDS", get, defaults.poll_seconds),
+        idle_seconds=_float("IDLE_SECONDS", get, defaults.idle_seconds),
+        retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
+        extra={k: v for k, v in get.items() if k not in known},
+    )
+
+
+def _address(name: str, value: str) -> str:
+    value = value.strip().lower()
+    local, at, domain = value.partition("@")
+    if not (local and at and "." in domain) or any(c.isspace() for c in value):
+        raise ConfigError(f"{name}: not an e-mail address: {value!r}")
+    return value
+
+
+def _database_url(value: str) -> str:
+    name = "PRIVBOT_DATABASE_URL"
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(f"{name}: not a database URL: {value!r}") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(f"{name}: only sqlite:/// and postgresql+psycopg:// are supported")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() not in ("psycopg",):
+        raise ConfigError(f"{name}: use the psycopg driver: postgresql+psycopg://...")
+    return value
+
+
+def _split_url(name: str, value: str, schemes: tuple[str, ...]) -> tuple[SplitResult, int | None]:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name}: scheme must be one of {', '.join(schemes)}: {value!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}: bad port in {_redact(value)!r}") from None
+    if not parts.hostname:
+        raise ConfigError(f"{name}: no host in {_redact(value)!r}")
+    return parts, port
+
+
+def _imap(value: str) -> ImapSettings:
+    name = "PRIVBOT_IMAP_URL"
+    parts, port = _split_url(name, value, ("imap", "imaps"))
+    if not parts.username or parts.password is None:
+        raise ConfigError(f"{name}: needs USER:PASSWORD@ in {_redact(value)!r}")
+    ssl = parts.scheme == "imaps"
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    return ImapSettings(
+        host=parts.hostname or "",
+        port=port or (993 if ssl else 143),
+        user=unquote(parts.username),
+        password=unquote(parts.password),
+        folder=folder,
+        ssl=ssl,
+    )
+
+
+def _smtp(value: str) -> SmtpSettings:
+    name = "PRIVBOT_SMTP_URL"
+    parts, port = _split_url(name, value, ("smtp", "smtps"))
+    query = parse_qs(parts.query)
+    starttls = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
+    ssl = parts.scheme == "smtps"
+    if ssl and starttls:
+        raise ConfigError(f"{name}: smtps:// and ?starttls=1 exclude each other")
+    return SmtpSettings(
+        host=parts.hostname or "",
+        port=port or (465 if ssl else 25),
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        ssl=ssl,
+        starttls=starttls,
+    )
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"PRIVBOT_LISTEN: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _int(key: str, get: Mapping[str, str], default: int, minimum: int) -> int:
+    if not get.get(key):
+        return default
+    try:
+        value = int(get[key])
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{key}: not a whole number: {get[key]!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{PREFIX}{key}: must be at least {minimum}")
+    return value
+
+
+def _float(key: str, get: Mapping[str, str], default: float) -> float:
+    if not get.get(key):
+        return default
+    try:
+        value = float(get[key])
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{key}: not a number: {get[key]!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{PREFIX}{key}: must be positive")
+    return value
+
+
+def _redact(url: str) -> str:
+    """A URL fit for an error message: the password replaced."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)

@@ -1,0 +1,181 @@
+"""`privbot demo`: the real pipeline against servers of its own, on a machine with none.
+
+It starts pymap (a real IMAP server, in memory) and an SMTP capture server, puts a handful
+of sample messages in the mailbox, runs the real watcher, processor and outbox against
+them, prints what happened, and keeps serving until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from imapclient import IMAPClient
+from sqlalchemy import func, select
+
+from privbot.app import App, build_app
+from privbot.cli import format_table
+from privbot.config import load_settings
+from privbot.models import Message, Outgoing
+from privbot.serve import Service
+
+SAMPLES = Path(__file__).with_name("demo_mail")
+USER, PASSWORD = "support", "demo"
+
+
+@dataclass
+class Capture:
+    """A minimal SMTP relay that keeps what privbot sends."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        raw = envelope.original_content or b""
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(msg)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"pymap exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("pymap did not start listening")
+
+
+def _start_pymap(port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("pymap", path=str(Path(sys.executable).parent)) or shutil.which("pymap")
+    if exe is None:
+        raise RuntimeError("the pymap command is not installed (pip install pymap)")
+    args = [exe, "--host", "127.0.0.1", "--port", str(port), "--no-tls", "dict"]
+    args += ["--demo-user", USER, "--demo-password", PASSWORD]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_port(port, proc)
+    return proc
+
+
+def _deliver_samples(port: int) -> int:
+    with IMAPClient("127.0.0.1", port, ssl=False) as client:
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client.login(USER, PASSWORD)
+        files = sorted(SAMPLES.glob("*.eml"))
+        for path in files:
+            client.append("INBOX", path.read_bytes())
+        return len(files)
+
+
+def _wait_done(app: App, expected: int, capture: Capture, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.sessions() as s:
+            done = s.scalar(select(func.count(Message.id)).where(Message.status != "received"))
+            queued = s.scalar(select(func.count(Outgoing.id)))
+            unsent = s.scalar(select(func.count(Outgoing.id)).where(Outgoing.status != "sent"))
+        if done == expected and unsent == 0 and len(capture.messages) >= (queued or 0):
+            return
+        time.sleep(0.1)
+
+
+def _report(app: App, capture: Capture) -> str:
+    with app.sessions() as s:
+        rows = s.execute(
+            select(Message.id, Message.sender, Message.subject, Message.status, Message.reason,
+                   Message.ticket_id).order_by(Message.id)
+        ).all()  # fmt: skip
+    table = [
+        {
+            "#": r.id,
+            "from": r.sender,
+            "subject": r.subject,
+            "privbot did": (
+                f"ticket JC-{r.ticket_id}, replied" if r.status == "handled" else r.status
+            ),
+            "why": r.reason or "a person wrote: answered",
+        }
+        for r in rows
+    ]
+    replies = [
+        {"to": m["To"], "subject": m["Subject"], "auto-submitted": m["Auto-Submitted"]}
+        for m in capture.messages
+    ]
+    return (
+        "What privbot did with each message:\n"
+        + format_table(table, ["#", "from", "subject", "privbot did", "why"], width=40)
+        + "\n\nReplies it sent (captured by the demo's SMTP server):\n"
+        + format_table(replies, ["to", "subject", "auto-submitted"], width=50)
+    )
+
+
+def run_demo(wait: bool = True) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="privbot-demo-"))
+    imap_port, smtp_port = _free_port(), _free_port()
+    print(f"privbot demo: starting pymap on 127.0.0.1:{imap_port}, SMTP capture on {smtp_port}")
+    pymap = _start_pymap(imap_port)
+    capture = Capture()
+    relay = Controller(capture, hostname="127.0.0.1", port=smtp_port)
+    relay.start()
+    settings = load_settings(
+        {
+            "PRIVBOT_DATABASE_URL": f"sqlite:///{workdir / 'privbot.db'}",
+            "PRIVBOT_IMAP_URL": f"imap://{USER}:{PASSWORD}@127.0.0.1:{imap_port}/INBOX",
+            "PRIVBOT_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+        }
+    )
+    app = build_app(settings)
+    service = None
+    try:
+        count = _deliver_samples(imap_port)
+        print(f"delivered {count} sample messages to the mailbox; the watcher takes them now\n")
+        service = Service(app).start()
+        _wait_done(app, count, capture)
+        print(_report(app, capture))
+        print(f"\nDatabase: {workdir / 'privbot.db'}")
+        if wait:
+            print(
+                f"\nStill serving. Add mail with any IMAP client "
+                f"(imap://{USER}:{PASSWORD}@127.0.0.1:{imap_port}/INBOX); Ctrl-C stops."
+            )
+            seen = len(capture.messages)
+            while True:
+                time.sleep(1.0)
+                for msg in capture.messages[seen:]:
+                    print(f"reply sent: to {msg['To']}: {msg['Subject']}")
+                seen = len(capture.messages)
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        if service is not None:
+            service.stop()
+        app.close()
+        relay.stop()
+        pymap.terminate()
+        pymap.wait(timeout=10)
+    return 0

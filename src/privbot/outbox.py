@@ -1,0 +1,203 @@
+"""The outbox: replies leave from a table, so none is lost and none goes twice.
+
+A row is claimed with a lease (status `sending`), sent, then marked `sent`. Temporary
+failures (4xx, connection errors) go back to `pending` with backoff; permanent ones (5xx)
+become `failed`, visible to staff. If privbot dies between the relay's 250 and the mark, the
+lease runs out and the reply is sent again with the SAME Message-ID, so the copy is
+recognisably one message (the narrowest window SMTP allows: it has no two-phase commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from privbot.app import App
+from privbot.config import SmtpSettings
+from privbot.models import Outgoing, Ticket, utcnow
+from privbot.tickets import record
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=2)
+MAX_ATTEMPTS = 20
+BACKOFF_CAP_SECONDS = 3600.0
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+class TemporaryFailure(Exception):
+    """Try again later: the relay is away or said 4xx."""
+
+
+class PermanentFailure(Exception):
+    """The relay refused for good (5xx): staff must look."""
+
+
+@dataclass
+class Mailer:
+    """One SMTP connection to the relay, opened on demand and reused."""
+
+    settings: SmtpSettings
+    timeout: float = 30.0
+    _conn: smtplib.SMTP | None = None
+
+    def send(self, sender: str, recipient: str, raw: bytes) -> None:
+        # smtplib sends bytes as they are: bare LFs would reach the relay as one long line.
+        raw = _BARE_LF.sub(b"\r\n", raw)
+        try:
+            conn = self._connect()
+            refused = conn.sendmail(sender, [recipient], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(recipient, (550, b"refused"))
+            self._raise_for(code, text)
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            self._raise_for(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise TemporaryFailure(f"relay unreachable: {exc}") from exc
+        if refused:  # pragma: no cover - one recipient only: refusal raises above
+            code, text = refused[recipient]
+            self._raise_for(code, text)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._conn is not None:
+            return self._conn
+        s = self.settings
+        context = ssl.create_default_context()
+        if s.ssl:
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=self.timeout, context=context
+            )
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+            if s.starttls:
+                conn.starttls(context=context)
+        if s.user:
+            conn.login(s.user, s.password or "")
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _raise_for(code: int, text: bytes | str) -> None:
+        message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        detail = f"{code} {message}".strip()
+        if 500 <= code < 600:
+            raise PermanentFailure(detail)
+        raise TemporaryFailure(detail)
+
+
+def backoff(attempts: int, base: float) -> float:
+    """Seconds to wait after the n-th failed attempt: doubling, capped at an hour."""
+    return min(base * 2 ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+def claim_next(app: App) -> Outgoing | None:
+    """Take the next due reply under a lease; None when nothing is due."""
+    now = utcnow()
+    due = or_(
+        and_(Outgoing.status == "pending", Outgoing.next_attempt_at <= now),
+        and_(Outgoing.status == "sending", Outgoing.lease_until < now),  # a dead sender's
+    )
+    with app.sessions.begin() as session:
+        row = session.scalar(
+            select(Outgoing)
+            .where(due)
+            .order_by(Outgoing.next_attempt_at, Outgoing.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if row is None:
+            return None
+        row.status = "sending"
+        row.lease_until = now + LEASE
+        row.attempts += 1
+        return row
+
+
+def send_one(app: App, mailer: Mailer) -> bool:
+    """Send the next due reply, if any. Returns False when there was nothing to send."""
+    row = claim_next(app)
+    if row is None:
+        return False
+    try:
+        mailer.send(app.settings.address, row.to_addr, row.raw)
+    except PermanentFailure as exc:
+        _finish(app, row, "failed", str(exc))
+    except TemporaryFailure as exc:
+        if row.attempts >= MAX_ATTEMPTS:
+            _finish(app, row, "failed", f"gave up after {row.attempts} attempts: {exc}")
+        else:
+            delay = backoff(row.attempts, app.settings.retry_seconds)
+            _finish(app, row, "pending", str(exc), retry_in=delay)
+    else:
+        _finish(app, row, "sent", None)
+    return True
+
+
+def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: float = 0.0) -> None:
+    now = utcnow()
+    values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error}
+    if status == "sent":
+        values["sent_at"] = now
+    if status == "pending":
+        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    with app.sessions.begin() as session:
+        # Only if our lease still holds: never overwrite what another sender did since.
+        session.execute(
+            update(Outgoing)
+            .where(
+                Outgoing.id == row.id,
+                Outgoing.status == "sending",
+                Outgoing.lease_until == row.lease_until,
+            )
+            .values(**values)
+        )
+        _audit(session, row, status, error)
+
+
+def _audit(session: Session, row: Outgoing, status: str, error: str | None) -> None:
+    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+    if status == "sent":
+        record(session, "reply_sent", ticket=ticket, outbox=row.id, to=row.to_addr)
+    elif status == "failed":
+        record(session, "reply_failed", ticket=ticket, outbox=row.id, error=error)
+    else:
+        record(session, "reply_deferred", ticket=ticket, outbox=row.id, error=error)
+
+
+def run_sender(app: App, stop: threading.Event, idle_wait: float = 1.0) -> None:
+    """The outbox loop: send while there is work, then sleep until woken or the next poll."""
+    if app.settings.smtp is None:
+        return
+    mailer = Mailer(app.settings.smtp)
+    try:
+        while not stop.is_set():
+            try:
+                busy = send_one(app, mailer)
+            except Exception:
+                log.exception("outbox: sending failed; retrying shortly")
+                busy = False
+                stop.wait(2.0)
+            if not busy:
+                mailer.close()  # don't hold an idle connection the relay will drop anyway
+                app.outbox_ready.wait(idle_wait)
+                app.outbox_ready.clear()
+    finally:
+        mailer.close()

@@ -1,0 +1,268 @@
+"""The whole flow of one message, top to bottom.
+
+    intake ─► store ─► parse ─► screen ─► thread ─► act ─► reply (outbox)
+
+Channels (IMAP watcher, SMTP receiver, `privbot ingest`) only call `receive`: the raw bytes
+are stored and committed first, then `process` does everything else in ONE transaction, so
+a crash at any point leaves either nothing done (the message is still `received` and is
+done again) or everything done. Each step is a call into a module named for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from privbot.app import App
+from privbot.mail.compose import compose_reply, reply_subject
+from privbot.mail.parse import ParseError, parse_message
+from privbot.mail.parsed import ParsedMessage
+from privbot.mail.screen import ScreenContext, screen
+from privbot.models import Message, Outgoing, Ticket, utcnow
+from privbot.store import store_message
+from privbot.tickets import find_thread, open_ticket, record, replies_sent_since
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message; what channels log and the demo prints."""
+
+    message: int
+    status: str  # handled, screened, quarantined, failed, received (not done yet)
+    reason: str | None = None
+    ticket: int | None = None
+    reply: int | None = None  # outbox row id
+    duplicate: bool = False
+
+
+def receive(
+    app: App,
+    raw: bytes,
+    *,
+    source: str,
+    source_ref: str | None = None,
+    envelope_from: str | None = None,
+) -> Outcome:
+    """Intake for every channel: store durably, then process."""
+    stored = store_message(
+        app.sessions, raw, source=source, source_ref=source_ref, envelope_from=envelope_from
+    )
+    outcome = process(app, stored.id)
+    return outcome if stored.new else _as_duplicate(outcome)
+
+
+def process(app: App, message_id: int) -> Outcome:
+    """Parse, screen, thread, act and queue the reply for a stored message, exactly once."""
+    try:
+        with app.sessions.begin() as session:
+            message = _claim(session, message_id)
+            # None: done already, or another worker holds it right now.
+            outcome = _handle(app, session, message) if message is not None else None
+    except DBAPIError:
+        raise  # the database is away: nothing was done; the message waits for the next round
+    except Exception as exc:
+        log.exception("processing message %s failed", message_id)
+        return _record_failure(app, message_id, exc)
+    if outcome is None:
+        return current_outcome(app, message_id)
+    if outcome.reply is not None:
+        app.outbox_ready.set()
+    return outcome
+
+
+def process_pending(app: App, limit: int = 100) -> list[Outcome]:
+    """Process stored messages still waiting (SMTP intake, or left by a crash)."""
+    with app.sessions() as session:
+        ids = session.scalars(
+            select(Message.id).where(Message.status == "received").order_by(Message.id).limit(limit)
+        ).all()
+    return [process(app, i) for i in ids]
+
+
+def _handle(app: App, session: Session, message: Message) -> Outcome:
+    settings = app.settings
+    if message.size > settings.max_message_bytes:
+        return _set_aside(session, message, "quarantined", f"too large: {message.size} bytes")
+
+    # parse
+    try:
+        parsed = parse_message(message.raw)
+    except ParseError as exc:
+        return _set_aside(session, message, "quarantined", f"cannot be parsed: {exc}")
+    message.sender = parsed.from_addr
+    message.subject = parsed.subject[:2000]
+    if parsed.from_addr is None:
+        return _set_aside(session, message, "quarantined", "no sender address to answer")
+
+    # screen: never answer a machine
+    refs = _refs(parsed)
+    reason = screen(parsed, _screen_context(app, message))
+    if reason is not None:
+        # Linked to its ticket when it is about one (an auto-reply to our reply), for staff.
+        ticket, _ = find_thread(session, sender="", subject="", refs=refs)
+        return _set_aside(session, message, "screened", reason, ticket)
+
+    # thread: a reply joins its ticket; anything else opens one
+    ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
+    joined = ticket is not None
+    if ticket is None:
+        ticket = open_ticket(
+            session,
+            requester=parsed.from_addr,
+            subject=parsed.subject,
+            received_at=message.received_at,
+            due_months=settings.due_months,
+            reply_to=_differing_reply_to(parsed),
+        )
+        record(session, "ticket_opened", ticket=ticket, message=message, type=ticket.type)
+    else:
+        ticket.updated_at = utcnow()
+        record(session, "message_joined", ticket=ticket, message=message, by=how)
+    message.ticket_id = ticket.id
+
+    # reply
+    reply = _queue_reply(app, session, message, parsed, ticket, joined)
+    message.status = "handled"
+    message.processed_at = utcnow()
+    return Outcome(message.id, "handled", None, ticket.id, reply)
+
+
+def _queue_reply(
+    app: App,
+    session: Session,
+    message: Message,
+    parsed: ParsedMessage,
+    ticket: Ticket,
+    joined: bool,
+) -> int | None:
+    """Compose the reply into the outbox, unless the per-sender cap says enough."""
+    settings = app.settings
+    to = parsed.from_addr or ticket.requester
+    since = utcnow() - timedelta(hours=24)
+    if replies_sent_since(session, to, since) >= settings.reply_cap:
+        record(
+            session, "reply_suppressed", ticket=ticket, message=message,
+            reason=f"reply cap: {settings.reply_cap} automatic replies to {to} in 24 hours",
+        )  # fmt: skip
+        return None
+    template = "followup.txt.j2" if joined else "acknowledge.txt.j2"
+    body = app.replies.render(
+        template,
+        name=parsed.from_name,
+        subject=parsed.subject,
+        ticket_id=ticket.id,
+        address=settings.address,
+        due_date=ticket.due_at.strftime("%d %B %Y") if ticket.due_at else "",
+    )
+    reply = compose_reply(
+        from_addr=settings.address,
+        to_addr=to,
+        subject=reply_subject(parsed.subject, ticket.id),
+        body=body,
+        domain=settings.domain,
+        in_reply_to=parsed.message_id,
+        references=parsed.references,
+    )
+    row = Outgoing(
+        message_id=reply.message_id,
+        ticket_id=ticket.id,
+        reply_to_message=message.id,
+        in_reply_to=parsed.message_id,
+        to_addr=to,
+        subject=reply.subject,
+        raw=reply.message.as_bytes(),
+        kind="auto",
+        status="pending",
+        next_attempt_at=utcnow(),
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    record(
+        session, "reply_queued", ticket=ticket, message=message, outbox=row.id, template=template
+    )
+    return row.id
+
+
+def _claim(session: Session, message_id: int) -> Message | None:
+    # SKIP LOCKED: a second process on PostgreSQL passes over a message being handled.
+    return session.scalar(
+        select(Message)
+        .where(Message.id == message_id, Message.status == "received")
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _set_aside(
+    session: Session,
+    message: Message,
+    status: str,
+    reason: str,
+    ticket: Ticket | None = None,
+) -> Outcome:
+    message.status = status
+    message.reason = reason
+    message.processed_at = utcnow()
+    if ticket is not None:
+        message.ticket_id = ticket.id
+    record(session, status, ticket=ticket, message=message, reason=reason)
+    return Outcome(message.id, status, reason, ticket.id if ticket else None)
+
+
+def _record_failure(app: App, message_id: int, exc: Exception) -> Outcome:
+    """Count a failed attempt; after too many the message is set aside as `failed` for staff."""
+    reason = f"{type(exc).__name__}: {exc}"[:2000]
+    with app.sessions.begin() as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            raise exc
+        message.attempts += 1
+        message.reason = reason
+        if message.attempts >= app.settings.max_attempts and message.status == "received":
+            message.status = "failed"
+            message.processed_at = utcnow()
+            record(session, "failed", message=message, reason=reason, attempts=message.attempts)
+        return Outcome(message.id, message.status, reason)
+
+
+def current_outcome(app: App, message_id: int) -> Outcome:
+    with app.sessions() as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            raise LookupError(f"no stored message {message_id}")
+        reply = session.scalar(
+            select(Outgoing.id).where(Outgoing.reply_to_message == message_id).limit(1)
+        )
+        return Outcome(message.id, message.status, message.reason, message.ticket_id, reply)
+
+
+def _as_duplicate(outcome: Outcome) -> Outcome:
+    return Outcome(
+        outcome.message, outcome.status, outcome.reason, outcome.ticket, outcome.reply, True
+    )
+
+
+def _refs(parsed: ParsedMessage) -> tuple[str, ...]:
+    ids = (*parsed.references, parsed.in_reply_to)
+    return tuple(dict.fromkeys(i for i in ids if i))
+
+
+def _differing_reply_to(parsed: ParsedMessage) -> str | None:
+    if parsed.reply_to and parsed.reply_to != parsed.from_addr:
+        return parsed.reply_to
+    return None
+
+
+def _screen_context(app: App, message: Message) -> ScreenContext:
+    return ScreenContext(
+        our_addresses=app.settings.our_addresses,
+        our_message_id_domain=app.settings.domain,
+        envelope_sender=message.envelope_from,
+    )

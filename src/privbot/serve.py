@@ -1,0 +1,101 @@
+"""`privbot serve`: every configured channel and worker in one process, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from privbot import outbox, pipeline
+from privbot.app import App
+from privbot.channels.imap import ImapWatcher
+from privbot.channels.smtp import start_receiver
+
+log = logging.getLogger(__name__)
+
+
+def run_processor(app: App, stop: threading.Event, poll: float = 2.0) -> None:
+    """Process stored messages still waiting: SMTP intake, and anything a crash left behind."""
+    while not stop.is_set():
+        try:
+            outcomes = pipeline.process_pending(app)
+        except Exception:
+            log.exception("processor: round failed")
+            outcomes = []
+        if not outcomes:
+            app.inbound_ready.wait(poll)
+            app.inbound_ready.clear()
+
+
+@dataclass
+class Service:
+    """The running parts; `stop()` ends them all and waits."""
+
+    app: App
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    stoppers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def start(self) -> Service:
+        s = self.app.settings
+        self._thread("processor", run_processor, self.app, self.stop_event)
+        if s.smtp is not None:
+            self._thread("outbox", outbox.run_sender, self.app, self.stop_event)
+        if s.imap is not None:
+            watcher = ImapWatcher(self.app)
+            self.stoppers.append(watcher.stop)
+            self._thread("imap", watcher.run)
+        if s.listen is not None:
+            controller = start_receiver(self.app)
+            self.stoppers.append(controller.stop)
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for stopper in self.stoppers:
+            stopper()
+        # Wake sleeping workers so they notice the stop now.
+        self.app.inbound_ready.set()
+        self.app.outbox_ready.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _thread(self, name: str, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=f"privbot-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+
+def describe(app: App) -> str:
+    s = app.settings
+    parts = [f"address {s.address}"]
+    if s.imap:
+        parts.append(f"IMAP {s.imap.host}:{s.imap.port}/{s.imap.folder}")
+    if s.listen:
+        parts.append(f"SMTP receiver {s.listen[0]}:{s.listen[1]}")
+    parts.append(f"relay {s.smtp.host}:{s.smtp.port}" if s.smtp else "no relay: replies wait")
+    return ", ".join(parts)
+
+
+def serve_forever(app: App) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    stopped = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stopped.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    service = Service(app).start()
+    log.info("privbot serving: %s", describe(app))
+    try:
+        while not stopped.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("privbot stopped")

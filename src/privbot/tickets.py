@@ -1,0 +1,111 @@
+"""Tickets and the audit trail: opening, joining, and recording what happened."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from privbot.models import Event, Message, Outgoing, Ticket, utcnow
+
+BOT = "privbot"
+_TAG = re.compile(r"\[JC-(\d+)\]", re.IGNORECASE)
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    """Same day `months` later, clamped to the month's end (31 Jan + 1 month = 28/29 Feb)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def record(
+    session: Session,
+    kind: str,
+    *,
+    ticket: Ticket | None = None,
+    message: Message | None = None,
+    actor: str = BOT,
+    **detail: Any,
+) -> Event:
+    event = Event(
+        kind=kind,
+        actor=actor,
+        ticket_id=ticket.id if ticket else None,
+        message_id=message.id if message else None,
+        detail=detail,
+        at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def open_ticket(
+    session: Session,
+    *,
+    requester: str,
+    subject: str,
+    received_at: datetime,
+    due_months: int,
+    type: str = "general",
+    intents: list[str] | None = None,
+    reply_to: str | None = None,
+) -> Ticket:
+    now = utcnow()
+    ticket = Ticket(
+        type=type,
+        status="open",
+        requester=requester,
+        subject=subject[:2000],
+        intents=intents or [],
+        reply_to=reply_to,
+        created_at=now,
+        updated_at=now,
+        due_at=add_months(received_at, due_months),
+    )
+    session.add(ticket)
+    session.flush()  # the id is needed for the reply's subject tag
+    return ticket
+
+
+def find_thread(
+    session: Session, *, sender: str, subject: str, refs: tuple[str, ...]
+) -> tuple[Ticket | None, str]:
+    """The open ticket this message continues, and how it was recognised.
+
+    A reply to one of our messages or to a message of the ticket joins it by its headers.
+    The subject tag alone is easy to copy, so it joins only when the sender is the requester.
+    """
+    if refs:
+        ticket_id = session.scalar(
+            select(Outgoing.ticket_id).where(
+                Outgoing.message_id.in_(refs), Outgoing.ticket_id.is_not(None)
+            )
+        ) or session.scalar(
+            select(Message.ticket_id).where(
+                Message.message_id.in_(refs), Message.ticket_id.is_not(None)
+            )
+        )
+        ticket = session.get(Ticket, ticket_id) if ticket_id else None
+        if ticket is not None and ticket.closed_at is None:
+            return ticket, "references"
+    for match in _TAG.finditer(subject or ""):
+        ticket = session.get(Ticket, int(match.group(1)))
+        if ticket is not None and ticket.closed_at is None and ticket.requester == sender:
+            return ticket, "subject tag"
+    return None, ""
+
+
+def replies_sent_since(session: Session, address: str, since: datetime) -> int:
+    """Automatic replies queued for an address since a moment: the loop cap counts these."""
+    count = session.scalar(
+        select(func.count(Outgoing.id)).where(
+            Outgoing.to_addr == address, Outgoing.kind == "auto", Outgoing.created_at >= since
+        )
+    )
+    return count or 0
