@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from privbot import outbox, pipeline
 from privbot.app import App
 from privbot.models import Event, Outgoing, utcnow
-from tests.apps import make_app, mail, wait_until
+from tests.apps import mail, make_app, wait_until
 from tests.servers import CaptureRelay
 
 

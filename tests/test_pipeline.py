@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from privbot import pipeline
 from privbot.app import App, data_folder
 from privbot.models import Event, Message, Outgoing, Ticket
-from tests.apps import make_app, mail
+from tests.apps import mail, make_app
 
 
 def _reply(app: App, outbox_id: int) -> email.message.EmailMessage:

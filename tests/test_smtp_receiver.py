@@ -12,7 +12,7 @@ from privbot.app import App
 from privbot.channels.smtp import start_receiver
 from privbot.models import Message
 from privbot.serve import Service
-from tests.apps import make_app, mail, wait_until
+from tests.apps import mail, make_app, wait_until
 from tests.servers import CaptureRelay, free_port
 
 
@@ -56,9 +56,10 @@ def test_refuses_oversized_mail_with_552(receiving: tuple[App, int]) -> None:
     app, port = receiving
     big = mail(body=("y" * 998 + "\n") * 300).replace(b"\n", b"\r\n")
     # A client that declares SIZE is refused at MAIL FROM ...
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp, pytest.raises(
-        smtplib.SMTPSenderRefused
-    ) as caught:
+    with (
+        smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp,
+        pytest.raises(smtplib.SMTPSenderRefused) as caught,
+    ):
         smtp.sendmail("alice@example.org", ["support@junocloud.me"], big)
     assert caught.value.smtp_code == 552
     # ... one that does not is refused after DATA.
@@ -75,9 +76,10 @@ def test_storage_failure_answers_451(receiving: tuple[App, int]) -> None:
     app, port = receiving
     with app.engine.begin() as conn:  # the store's table is gone: storing must fail
         conn.execute(text("ALTER TABLE messages RENAME TO messages_away"))
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp, pytest.raises(
-        smtplib.SMTPDataError
-    ) as caught:
+    with (
+        smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp,
+        pytest.raises(smtplib.SMTPDataError) as caught,
+    ):
         smtp.sendmail("alice@example.org", ["support@junocloud.me"], mail())
     assert caught.value.smtp_code == 451
 
@@ -88,9 +90,12 @@ def test_delivered_mail_is_answered_by_the_service(db_url: str, relay: CaptureRe
     service = Service(app).start()
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
-            smtp.sendmail("dave@example.org", ["support@junocloud.me"], mail(sender="dave@example.org"))
-            smtp.sendmail("<>", ["support@junocloud.me"], mail(sender="postmaster@example.org",
-                          subject="Delivery Status Notification (Failure)"))  # fmt: skip
+            human = mail(sender="dave@example.org")
+            bounce = mail(
+                sender="postmaster@example.org", subject="Delivery Status Notification (Failure)"
+            )
+            smtp.sendmail("dave@example.org", ["support@junocloud.me"], human)
+            smtp.sendmail("<>", ["support@junocloud.me"], bounce)
         [reply] = relay.wait_for(1)
         assert reply["To"] == "dave@example.org"
         wait_until(lambda: _count(app) == 2, what="both stored")

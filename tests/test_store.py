@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from privbot.models import Message
 from privbot.store import idempotency_key, store_message
-from tests.apps import make_app, mail
+from tests.apps import mail, make_app
 
 
 def test_same_message_twice_is_stored_once(db_url: str) -> None:
