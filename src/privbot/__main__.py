@@ -1,0 +1,5 @@
+"""`python -m privbot` is the `privbot` command."""
+
+from privbot.cli import main
+
+raise SystemExit(main())
