@@ -26,7 +26,12 @@ def make_app(db_url: str, **env: str) -> App:
 
 def serve_env(db_url: str, **env: str) -> dict[str, str]:
     """Environment for a `privbot serve` subprocess (fast retries for tests)."""
-    values = {"PRIVBOT_DATABASE_URL": db_url, "PRIVBOT_RETRY_SECONDS": "0.2"}
+    values = {
+        "PRIVBOT_DATABASE_URL": db_url,
+        "PRIVBOT_RETRY_SECONDS": "0.2",
+        # A killed sender's reply is taken over after this; the test relay answers at once.
+        "PRIVBOT_SEND_LEASE_SECONDS": "3",
+    }
     values.update({f"PRIVBOT_{k.upper()}": v for k, v in env.items()})
     return values
 

@@ -67,6 +67,9 @@ class Settings:
     idle_seconds: float = 25 * 60
     # First wait before a reply is retried after a temporary failure; it doubles each time.
     retry_seconds: float = 30.0
+    # How long a claimed reply is reserved for its sender. Longer than any SMTP send can take
+    # (the client times out at 30 s); after it, another worker may send the reply again.
+    send_lease_seconds: float = 90.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -124,6 +127,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         "DATABASE_URL", "ADDRESS", "ALIASES", "IMAP_URL", "SMTP_URL", "LISTEN",
         "PROCESSED_FOLDER", "FAILED_FOLDER", "MAX_ATTEMPTS", "REPLY_CAP",
         "MAX_MESSAGE_BYTES", "DUE_MONTHS", "POLL_SECONDS", "IDLE_SECONDS", "RETRY_SECONDS",
+        "SEND_LEASE_SECONDS",
     }  # fmt: skip
     get = {k[len(PREFIX) :]: v.strip() for k, v in raw.items()}
     defaults = Settings()
@@ -147,6 +151,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         poll_seconds=_float("POLL_SECONDS", get, defaults.poll_seconds),
         idle_seconds=_float("IDLE_SECONDS", get, defaults.idle_seconds),
         retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
+        send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
         extra={k: v for k, v in get.items() if k not in known},
     )
 

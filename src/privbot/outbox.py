@@ -27,7 +27,6 @@ from privbot.tickets import record
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 20
 BACKOFF_CAP_SECONDS = 3600.0
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -126,7 +125,7 @@ def claim_next(app: App) -> Outgoing | None:
         if row is None:
             return None
         row.status = "sending"
-        row.lease_until = now + LEASE
+        row.lease_until = now + timedelta(seconds=app.settings.send_lease_seconds)
         row.attempts += 1
         return row
 
