@@ -206,8 +206,10 @@ class Dovecot:
         directory: Path,
         user: str = "support@junocloud.me",
         password: str = "secret",
+        extra_config: str = "",
     ) -> None:
         self.directory = Path(directory).absolute()
+        self.extra_config = extra_config  # appended to dovecot.conf, e.g. to hide IDLE
         self.user = user
         self.password = password
         self._imap_port = free_port()
@@ -321,6 +323,7 @@ class Dovecot:
                 imap_port=self._imap_port,
                 lmtp_port=self._lmtp_port,
             )
+            + self.extra_config
         )
         self._configured = True
 

@@ -144,3 +144,24 @@ def test_repeatedly_failing_message_goes_to_the_failed_folder(
     finally:
         service.stop()
         app.close()
+
+
+def test_polls_where_the_server_has_no_idle(
+    db_url: str, server_tmp_path: Path, relay: CaptureRelay
+) -> None:
+    # Dovecot advertises exactly this capability list after login: everything but IDLE.
+    no_idle = "protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS MOVE\n}\n"
+    with Dovecot(server_tmp_path / "noidle", extra_config=no_idle) as dovecot:
+        dovecot.start()
+        client = dovecot.client()
+        assert not client.has_capability("IDLE")
+        client.logout()
+        app = make_app(db_url, imap_url=dovecot.imap_url(), smtp_url=relay.url, poll_seconds="0.5")
+        service = Service(app).start()
+        try:
+            dovecot.deliver(mail(sender="leo@example.org"))
+            [reply] = relay.wait_for(1, timeout=15)
+            assert reply["To"] == "leo@example.org"
+        finally:
+            service.stop()
+            app.close()
