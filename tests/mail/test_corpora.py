@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from privbot.mail.parse import ParseError, decode_bytes, html_to_text, parse_message
+from privbot.mail.decode import decode_bytes
+from privbot.mail.html_text import html_to_text
+from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
 from privbot.mail.screen import ScreenContext, screen
 

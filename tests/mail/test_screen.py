@@ -50,7 +50,7 @@ def _mail(headers: str = "", subject: str = "Hi") -> ParsedMessage:
         ),
         ("autoreply_x_autoreply.eml", "autoreply_headers", "auto-reply: x-autoreply"),
         ("autoreply_exchange_suppress.eml", "autoreply_headers", "auto-reply: X-Auto-Response"),
-        ("autoreply_precedence_bulk.eml", "bulk_precedence", "auto-reply: Precedence: bulk"),
+        ("autoreply_precedence_bulk.eml", "bulk_precedence", "bulk mail: Precedence: bulk"),
         (
             "autoreply_subject_de.eml",
             "auto_reply_subject",

@@ -91,7 +91,11 @@ class ImapWatcher:
         self._note_uidvalidity(int(info[b"UIDVALIDITY"]))
         can_idle = client.has_capability("IDLE")
         while not self._stop.is_set():
-            left = self._sync(client, processed, failed)
+            # Search again until a round takes nothing: mail that arrived meanwhile was
+            # announced in replies to our own commands, and IDLE will not announce it again.
+            taken, left = self._sync(client, processed, failed)
+            while taken and not self._stop.is_set():
+                taken, left = self._sync(client, processed, failed)
             self.connected.set()
             # Something to retry soon: don't sleep a whole IDLE period on it.
             wait = 5.0 if left else (s.idle_seconds if can_idle else s.poll_seconds)
@@ -101,18 +105,19 @@ class ImapWatcher:
                 self._sleep(wait)
                 client.noop()
 
-    def _sync(self, client: IMAPClient, processed: str, failed: str) -> int:
-        """Fetch and process everything in the folder; returns how many are left for later."""
+    def _sync(self, client: IMAPClient, processed: str, failed: str) -> tuple[int, int]:
+        """Fetch and process everything in the folder: (messages moved out, messages left)."""
         uids = client.search("ALL")
-        left = 0
+        taken = left = 0
         for batch in _chunks(uids, FETCH_BATCH):
             done, bad, waiting = self._take(client, batch)
             left += waiting
+            taken += len(done) + len(bad)
             _move(client, done, processed)
             _move(client, bad, failed)
             if self._stop.is_set():
                 break
-        return left
+        return taken, left
 
     def _take(self, client: IMAPClient, uids: Sequence[int]) -> tuple[list[int], list[int], int]:
         fetched = client.fetch(uids, ["BODY.PEEK[]"])

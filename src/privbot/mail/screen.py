@@ -52,7 +52,14 @@ _BOUNCE_SUBJECT = re.compile(
 # Microsoft's JMRP complaint reports (Hotmail/Outlook.com) are not ARF-typed; this is their
 # fixed subject.
 _JMRP_SUBJECT = re.compile(r"^\s*complaint about message from \S+\s*$", re.IGNORECASE)
-_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply", "auto-reply"})
+# Precedence values that mark machine mail, and the kind of mail each one means.
+_BULK_PRECEDENCE = {
+    "list": "mailing list",
+    "bulk": "bulk mail",
+    "junk": "bulk mail",
+    "auto_reply": "auto-reply",
+    "auto-reply": "auto-reply",
+}
 _AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder")
 # Subjects that auto-responders put in front of (or instead of) the original subject.
 _AUTO_REPLY_SUBJECT = re.compile(
@@ -224,9 +231,11 @@ def autoreply_headers(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
 
 
 def bulk_precedence(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
+    """Precedence: list / bulk / junk / auto_reply: no person is waiting for an answer."""
     for value in msg.headers.get("precedence", ()):
-        if value.strip().lower() in _BULK_PRECEDENCE:
-            return f"auto-reply: Precedence: {value.strip()}"
+        kind = _BULK_PRECEDENCE.get(value.strip().lower())
+        if kind:
+            return f"{kind}: Precedence: {value.strip()}"
     return None
 
 

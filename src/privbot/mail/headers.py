@@ -1,0 +1,143 @@
+"""Top-level headers: mend a broken header block, decode every header, read addresses and ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from email import policy
+from email.message import Message
+from email.utils import getaddresses
+
+from privbot.mail.decode import FOLD, decode_header_value, fix_8bit
+
+_ANGLE_ID = re.compile(r"<([^<>]*)>")
+_WHITESPACE = re.compile(r"\s+")
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+_CORE_HEADERS = frozenset(
+    {b"from", b"to", b"subject", b"date", b"received", b"message-id", b"return-path"}
+)
+_ADDR_SPEC = re.compile(r'[^\s<>()\[\],;:"@]+@[^\s<>()\[\],;:"@]+')
+_LOCAL_ONLY = re.compile(r'[^\s<>()\[\],;:"@]+')  # "MAILER-DAEMON" without a domain
+
+
+def repair_header_block(data: bytes, note: Callable[[str], None]) -> bytes:
+    """Mend a header block the stdlib would cut short at the first malformed line.
+
+    Seen in the wild: folded lines without leading whitespace, and a stray first line such as
+    "---- Original email message ----" before the headers. Only done when the block clearly
+    is a header block, so a message that is all body text stays untouched.
+    """
+    head, sep, body = data.partition(b"\n\n")
+    lines = head.split(b"\n")
+    good = [bool(_HEADER_LINE.match(line)) for line in lines]
+    first_ok = good[0] or lines[0].startswith(b"From ")
+    rest_ok = all(
+        ok or line[:1] in (b" ", b"\t") for line, ok in zip(lines[1:], good[1:], strict=True)
+    )
+    if first_ok and rest_ok:
+        return data
+    names = {
+        line.split(b":", 1)[0].strip().lower() for line, ok in zip(lines, good, strict=True) if ok
+    }
+    if sum(good) < 3 or not names & _CORE_HEADERS:
+        return data
+    mended: list[bytes] = []
+    for line, ok in zip(lines, good, strict=True):
+        if ok or line[:1] in (b" ", b"\t"):
+            mended.append(line)
+        elif mended:
+            mended.append(b" " + line)  # a continuation that lost its indentation
+        elif not line.startswith(b"From "):
+            note("junk line before the headers dropped")
+        else:
+            mended.append(line)
+    note("malformed header block mended")
+    return b"\n".join(mended) + sep + body
+
+
+def first_value(headers: dict[str, tuple[str, ...]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0].strip() if values else None
+
+
+def raw_values(msg: Message, name: str, hints: tuple[str, ...] = ()) -> list[str]:
+    try:
+        return [fix_8bit(str(v), hints) for k, v in msg.raw_items() if k.lower() == name]
+    except Exception:
+        return []
+
+
+def decoded_headers(
+    msg: Message, note: Callable[[str], None], hints: tuple[str, ...]
+) -> dict[str, tuple[str, ...]]:
+    collected: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for name, raw in msg.raw_items():
+        key = str(name).strip().lower()
+        collected.setdefault(key, []).append(decode_header_value(str(raw), notes, hints))
+    for text in notes:
+        note(f"header: {text}")
+    return {key: tuple(values) for key, values in collected.items()}
+
+
+def addresses(msg: Message, name: str, hints: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(display name, lower-cased address) pairs of every `name` header."""
+    pairs: list[tuple[str, str]] = []
+    for raw in raw_values(msg, name, hints):
+        pairs.extend(_parse_address_header(name, raw))
+    return pairs
+
+
+def _parse_address_header(name: str, raw: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    try:
+        header = policy.default.header_fetch_parse(name, raw)
+        found = [(a.display_name or "", a.addr_spec or "") for a in header.addresses]
+    except Exception:  # policy.default raises on some broken address headers
+        found = []
+    if not found or not all(_ADDR_SPEC.fullmatch(addr) for _, addr in found):
+        # The lenient old parser copes with much that the new one rejects.
+        unfolded = FOLD.sub("", raw)
+        fallback = [(decode_header_value(n), a) for n, a in getaddresses([unfolded])]
+        if _plausible_count(fallback) > _plausible_count(found):
+            found = fallback
+    result = []
+    for display, addr in found:
+        cleaned = _clean_address(addr)
+        if cleaned:
+            result.append((fix_8bit(display).strip().strip('"').strip(), cleaned))
+    if not result and (match := _ADDR_SPEC.search(raw)):
+        result.append(("", match.group().lower()))  # last resort: any address in the value
+    return result
+
+
+def _plausible_count(pairs: list[tuple[str, str]]) -> int:
+    return sum(1 for _, addr in pairs if _ADDR_SPEC.fullmatch(addr))
+
+
+def _clean_address(addr: str) -> str | None:
+    """A lower-cased address; junk around an address is cut away, pure junk dropped."""
+    addr = addr.strip()
+    if not _ADDR_SPEC.fullmatch(addr):
+        match = _ADDR_SPEC.search(addr)
+        if match:
+            addr = match.group()
+        elif not _LOCAL_ONLY.fullmatch(addr):
+            return None  # e.g. "<>": no address at all
+    return addr.lower()
+
+
+def parse_message_id(value: str | None) -> str | None:
+    if not value:
+        return None
+    match = _ANGLE_ID.search(value)
+    ident = _WHITESPACE.sub("", match.group(1) if match else value)
+    return ident or None
+
+
+def parse_references(values: tuple[str, ...]) -> tuple[str, ...]:
+    ids: list[str] = []
+    for value in values:
+        found = _ANGLE_ID.findall(value) or value.split()
+        ids.extend(_WHITESPACE.sub("", i) for i in found)
+    return tuple(i for i in ids if i)
