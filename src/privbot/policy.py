@@ -12,16 +12,27 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from privbot.understand.language import normalise, tokenise
 
 _CLAUSE = re.compile(r"^\(([a-z])\)\s+(.+)$", re.DOTALL)
 _MD_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _TITLE = re.compile(r"^#{1,6}\s+(.+)$")
 _MAX_HEADING_WORDS = 15
+_WORD = re.compile(r"\w+")
+
+
+def normalise(text: str) -> str:
+    """Casefold and strip accents (same rule as privbot.understand.language; kept here so
+    the policy module does not depend on the classifier package)."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def tokenise(text: str) -> list[str]:
+    return _WORD.findall(text)
 
 
 class PolicyError(ValueError):
