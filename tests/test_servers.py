@@ -15,6 +15,7 @@ import imapclient
 import psycopg
 import pytest
 import sqlalchemy as sa
+
 from tests.servers import CaptureRelay, Dovecot, PostgresDatabase, PymapServer, free_port
 
 
