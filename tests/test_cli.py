@@ -103,3 +103,35 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     replies = out.split("Replies it sent")[1]
     assert replies.count("auto-replied") == 4
     assert "mailer-daemon" not in replies.lower()
+
+
+def test_classify_json_one_object_per_file() -> None:
+    files = [str(EXAMPLES / n) for n in ("01-optout.eml", "02-access-de.eml", "04-bounce.eml")]
+    result = privbot("classify", "--json", *files)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in rows] == files
+    optout, access, bounce = rows
+    assert optout["intents"] == ["opt_out"] and optout["skip"] is None
+    assert optout["language"] == "en" and 0 < optout["confidence"] <= 1
+    assert access["intents"] == ["data_access"] and access["sections"] == ["Your rights"]
+    assert access["language"] == "de"
+    assert bounce["skip"] and bounce["skip"].startswith("bounce")
+    assert set(rows[0]) >= {"file", "intents", "skip", "sections", "language", "confidence"}
+
+
+def test_ask_answers_with_the_policy_words() -> None:
+    result = privbot("ask", "How do I opt out of cookies?")
+    assert result.returncode == 0, result.stderr
+    assert 'section "Cookies"' in result.stdout
+    assert "> " in result.stdout
+    empty = privbot("ask", "  ")
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr
+
+
+def test_eval_prints_figures(corpora: Path) -> None:
+    result = privbot("eval", "--no-progress", "--corpora", str(corpora), timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout.lower()
+    assert "macro-f1" in out and "prec" in out and "confusion" in out
+    assert "gdpr request letters" in out and "privacyqa" in out

@@ -92,7 +92,8 @@ def test_a_reply_to_our_reply_joins_the_ticket(db_url: str) -> None:
 
 def test_subject_tag_joins_only_from_the_requester(db_url: str) -> None:
     app = make_app(db_url)
-    first = pipeline.receive(app, mail(sender="alice@example.org"), source="file")
+    request = mail(sender="alice@example.org", body="Please delete my account.\n")
+    first = pipeline.receive(app, request, source="file")
     tag = f"Update [JC-{first.ticket}]"
     same = pipeline.receive(app, mail(sender="alice@example.org", subject=tag), source="file")
     other = pipeline.receive(app, mail(sender="mallory@evil.test", subject=tag), source="file")
@@ -146,7 +147,7 @@ def test_a_failing_step_is_retried_then_set_aside_for_staff(db_url: str, tmp_pat
     # A reply template that breaks at render time: a real bug, not a mocked one.
     replies = tmp_path / "replies"
     shutil.copytree(data_folder("replies"), replies)
-    (replies / "acknowledge.txt.j2").write_text("{{ no_such_variable }}\n")
+    (replies / "answer.txt.j2").write_text("{{ no_such_variable }}\n")
     app = make_app(db_url, replies_dir=str(replies), max_attempts="2")
     first = pipeline.receive(app, mail(), source="file")
     assert first.status == "received" and "no_such_variable" in (first.reason or "")

@@ -1,4 +1,4 @@
-"""The one object built from settings: database, reply templates, wake-up signals.
+"""The one object built from settings: database, understanding, reply templates, signals.
 
 Nothing in privbot keeps module-level state; every channel, worker, command and test gets
 an `App` handed in (tests build their own).
@@ -14,8 +14,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from privbot import db
-from privbot.config import Settings
+from privbot.config import ConfigError, Settings
+from privbot.policy import Policy, PolicyError, load_policy, load_topics
 from privbot.replies import Replies, load_replies
+from privbot.understand import Classifier, IntentsError, load_intents
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class App:
     engine: Engine
     sessions: sessionmaker[Session]
     replies: Replies
+    policy: Policy
+    classifier: Classifier
     # Set when there is new work, so idle workers wake at once instead of at their next poll.
     inbound_ready: threading.Event = field(default_factory=threading.Event)
     outbox_ready: threading.Event = field(default_factory=threading.Event)
@@ -38,10 +42,24 @@ def data_folder(name: str) -> Path:
     return checkout if checkout.is_dir() else Path.cwd() / name
 
 
-def build_app(settings: Settings, *, migrate: bool = True) -> App:
+def load_understanding(settings: Settings) -> tuple[Replies, Policy, Classifier]:
+    """Reply templates, the policy and the classifier, all from data; errors name the file."""
     replies_dir = Path(settings.extra.get("REPLIES_DIR") or data_folder("replies"))
-    replies = load_replies(replies_dir)
+    intents_dir = Path(settings.extra.get("INTENTS_DIR") or data_folder("intents"))
+    try:
+        intents = load_intents(intents_dir)
+        policy = load_policy(replies_dir / "policy.md")
+        topics = load_topics(replies_dir / "policy_topics.toml")
+        classifier = Classifier.build(intents, policy, topics)
+    except (IntentsError, PolicyError) as exc:
+        raise ConfigError(str(exc)) from None
+    replies = load_replies(replies_dir, intents=intents.names)
+    return replies, policy, classifier
+
+
+def build_app(settings: Settings, *, migrate: bool = True) -> App:
+    replies, policy, classifier = load_understanding(settings)
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)
-    return App(settings, engine, db.make_sessions(engine), replies)
+    return App(settings, engine, db.make_sessions(engine), replies, policy, classifier)

@@ -84,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
     lp.set_defaults(handler=_messages_list)
 
+    p = command("classify", _classify, "show what privbot makes of mail files (no action)")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+
+    p = command("ask", _ask, "print the answer privbot would give to a question, with citations")
+    p.add_argument("text", help="the question or request, in any supported language")
+
+    p = command("eval", _eval, "measure the classifier on the labelled corpora")
+    p.add_argument("--corpora", type=Path, help="default: ../shared/corpora beside the checkout")
+    p.add_argument("--labelled", type=Path, action="append", help="a labelled .tsv (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     p = command("demo", _demo, "run a self-contained demo with its own IMAP and SMTP servers")
     p.add_argument("--no-wait", action="store_true", help="exit after the table (for tests)")
     return parser
@@ -198,6 +210,83 @@ def format_table(rows: list[dict[str, Any]], columns: list[str], width: int = 48
     lines = ["  ".join(v.ljust(sizes[i]) for i, v in enumerate(row)).rstrip() for row in table]
     lines.insert(1, "  ".join("-" * s for s in sizes))
     return "\n".join(lines) if rows else "\n".join([*lines[:2], "(none)"])
+
+
+def _understanding_app(settings: Settings) -> App:
+    """An App for commands that only read mail: no database is touched or created."""
+    from privbot.app import load_understanding
+
+    replies, policy, classifier = load_understanding(settings)
+    return App(settings, None, None, replies, policy, classifier)  # type: ignore[arg-type]
+
+
+def _classify(args: argparse.Namespace, settings: Settings) -> int:
+    from privbot.pipeline import examine
+
+    app = _understanding_app(settings)
+    status = 0
+    for path in args.files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            print(f"privbot: {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        seen = examine(app, raw)
+        u = seen.understanding
+        row = {
+            "file": str(path),
+            "intents": list(u.intents) if u else [],
+            "skip": seen.skip or seen.problem,
+            "sections": list(u.sections) if u and not seen.skip else [],
+            "language": u.language if u else None,
+            "confidence": round(u.confidence, 3) if u else None,
+            "low_confidence": u.low_confidence if u else None,
+            "opt_out_scopes": list(u.opt_out_scopes) if u else [],
+        }
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            what = f"skip ({row['skip']})" if row["skip"] else ", ".join(row["intents"])
+            print(f"{path}: {what}")
+    return status
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    from privbot.reply_parts import answer_text
+
+    text = args.text.strip()
+    if not text:
+        print("privbot: ask: give a question, e.g. privbot ask \"Do you use cookies?\"",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    understanding, body = answer_text(_understanding_app(settings), text)
+    print(f"[{', '.join(understanding.intents)}; language {understanding.language}; "
+          f"confidence {understanding.confidence:.2f}]\n")  # fmt: skip
+    print(body, end="")
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from privbot.app import data_folder
+    from privbot.understand.evaluate import evaluate
+
+    app = _understanding_app(settings)
+    corpora = args.corpora or data_folder("tests").parent.parent / "shared" / "corpora"
+    labelled = args.labelled or [
+        p for p in (data_folder("tests") / "data" / "labelled").glob("*.tsv") if p.is_file()
+    ]
+    if not corpora.is_dir():
+        print(f"privbot: eval: no corpora at {corpora} (give --corpora); using labelled data only",
+              file=sys.stderr)  # fmt: skip
+    report = evaluate(
+        app.classifier,
+        corpora if corpora.is_dir() else None,
+        labelled,
+        progress=not args.no_progress,
+    )
+    print(report.format())
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

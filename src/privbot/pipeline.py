@@ -1,6 +1,6 @@
 """The whole flow of one message, top to bottom.
 
-    intake ─► store ─► parse ─► screen ─► thread ─► act ─► reply (outbox)
+    intake ─► store ─► parse ─► screen ─► classify ─► thread ─► act ─► reply (outbox)
 
 Channels (IMAP watcher, SMTP receiver, `privbot ingest`) only call `receive`: the raw bytes
 are stored and committed first, then `process` does everything else in ONE transaction, so
@@ -18,14 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from privbot import act
 from privbot.app import App
 from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
 from privbot.mail.screen import ScreenContext, screen
 from privbot.models import Message, Outgoing, Ticket, utcnow
+from privbot.reply_parts import reply_parts
 from privbot.store import store_message
 from privbot.tickets import find_thread, open_ticket, record, replies_sent_since
+from privbot.understand import Classification
 
 log = logging.getLogger(__name__)
 
@@ -91,25 +94,22 @@ def _handle(app: App, session: Session, message: Message) -> Outcome:
     if message.size > settings.max_message_bytes:
         return _set_aside(session, message, "quarantined", f"too large: {message.size} bytes")
 
-    # parse
-    try:
-        parsed = parse_message(message.raw)
-    except ParseError as exc:
-        return _set_aside(session, message, "quarantined", f"cannot be parsed: {exc}")
-    message.sender = parsed.from_addr
-    message.subject = parsed.subject[:2000]
-    if parsed.from_addr is None:
-        return _set_aside(session, message, "quarantined", "no sender address to answer")
-
-    # screen: never answer a machine
-    refs = _refs(parsed)
-    reason = screen(parsed, _screen_context(app, message))
-    if reason is not None:
+    # parse, screen (never answer a machine), classify (what does the person want?)
+    seen = examine(app, message.raw, message.envelope_from)
+    if seen.parsed is not None:
+        message.sender = seen.parsed.from_addr
+        message.subject = seen.parsed.subject[:2000]
+    if seen.problem is not None:
+        return _set_aside(session, message, "quarantined", seen.problem)
+    assert seen.parsed is not None and seen.parsed.from_addr is not None
+    parsed, understanding, refs = seen.parsed, seen.understanding, _refs(seen.parsed)
+    if seen.skip is not None or understanding is None:
         # Linked to its ticket when it is about one (an auto-reply to our reply), for staff.
         ticket, _ = find_thread(session, sender="", subject="", refs=refs)
-        return _set_aside(session, message, "screened", reason, ticket)
+        return _set_aside(session, message, "screened", seen.skip or "not understood", ticket)
 
     # thread: a reply joins its ticket; anything else opens one
+    decision = act.plan(understanding, app.classifier.intents, parsed.from_addr)
     ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
     joined = ticket is not None
     if ticket is None:
@@ -119,16 +119,37 @@ def _handle(app: App, session: Session, message: Message) -> Outcome:
             subject=parsed.subject,
             received_at=message.received_at,
             due_months=settings.due_months,
+            type=decision.ticket_type,
+            status=decision.ticket_status,
+            intents=list(decision.intents),
+            language=understanding.language,
             reply_to=_differing_reply_to(parsed),
         )
         record(session, "ticket_opened", ticket=ticket, message=message, type=ticket.type)
     else:
+        if ticket.closed_at is not None:
+            _reopen(app, session, ticket, message)
         ticket.updated_at = utcnow()
+        ticket.intents = list(dict.fromkeys([*ticket.intents, *decision.intents]))
         record(session, "message_joined", ticket=ticket, message=message, by=how)
     message.ticket_id = ticket.id
+    record(session, "classified", ticket=ticket, message=message, **_why(understanding, decision))
 
-    # reply
-    reply = _queue_reply(app, session, message, parsed, ticket, joined)
+    # act: what is safe now, at once; the rest is the ticket's
+    if decision.opt_out_scopes:
+        act.apply_opt_out(
+            session, parsed.from_addr, decision.opt_out_scopes, message=message, ticket=ticket
+        )
+    if understanding.correction_text and "correction" in decision.intents:
+        record(session, "change_requested", ticket=ticket, message=message,
+               text=understanding.correction_text)  # fmt: skip
+    if not decision.needs_staff and not joined:
+        ticket.status = "done"
+        ticket.closed_at = utcnow()
+        record(session, "resolved_automatically", ticket=ticket, message=message)
+
+    # reply: one message that answers everything asked
+    reply = _queue_reply(app, session, message, parsed, ticket, joined, understanding, decision)
     message.status = "handled"
     message.processed_at = utcnow()
     return Outcome(message.id, "handled", None, ticket.id, reply)
@@ -141,6 +162,8 @@ def _queue_reply(
     parsed: ParsedMessage,
     ticket: Ticket,
     joined: bool,
+    understanding: Classification,
+    decision: act.Plan,
 ) -> int | None:
     """Compose the reply into the outbox, unless the per-sender cap says enough."""
     settings = app.settings
@@ -152,14 +175,18 @@ def _queue_reply(
             reason=f"reply cap: {settings.reply_cap} automatic replies to {to} in 24 hours",
         )  # fmt: skip
         return None
-    template = "followup.txt.j2" if joined else "acknowledge.txt.j2"
     body = app.replies.render(
-        template,
+        "answer.txt.j2",
         name=parsed.from_name,
         subject=parsed.subject,
         ticket_id=ticket.id,
         address=settings.address,
+        requester=to,
+        joined=joined,
+        needs_staff=decision.needs_staff,
         due_date=ticket.due_at.strftime("%d %B %Y") if ticket.due_at else "",
+        parts=reply_parts(app, understanding, decision, joined),
+        scopes_now=act.suppressed_scopes(session, to),
     )
     reply = compose_reply(
         from_addr=settings.address,
@@ -185,10 +212,74 @@ def _queue_reply(
     )
     session.add(row)
     session.flush()
-    record(
-        session, "reply_queued", ticket=ticket, message=message, outbox=row.id, template=template
-    )
+    record(session, "reply_queued", ticket=ticket, message=message, outbox=row.id)
     return row.id
+
+
+def _reopen(app: App, session: Session, ticket: Ticket, message: Message) -> None:
+    """A done ticket written to again goes back to the status its type starts in."""
+    starts = {i.ticket_type: i.ticket_status for i in app.classifier.intents.intents}
+    previous = ticket.status
+    ticket.status = starts.get(ticket.type, "open")
+    ticket.closed_at = None
+    record(session, "reopened", ticket=ticket, message=message, previous=previous)
+
+
+def _why(understanding: Classification, decision: act.Plan) -> dict[str, object]:
+    """What staff see under "why the bot decided this"."""
+    return {
+        "intents": list(decision.intents),
+        "confidence": round(understanding.confidence, 3),
+        "language": understanding.language,
+        "low_confidence": understanding.low_confidence,
+        "candidates": [[n, round(s, 3)] for n, s in understanding.candidates],
+        "matched": [
+            {
+                "intent": m.intent,
+                "phrase": m.phrase,
+                "sentence": m.sentence[:300],
+                "negated": m.negated,
+            }
+            for m in understanding.matches[:20]
+        ],
+        "sections": list(understanding.sections),
+        "held_back": list(decision.held_back),
+        "automatic": not decision.needs_staff,
+    }
+
+
+@dataclass(frozen=True)
+class Examination:
+    """What a message is, before anything is done with it."""
+
+    parsed: ParsedMessage | None
+    problem: str | None = None  # it cannot be handled at all: quarantine for staff
+    skip: str | None = None  # it must never be answered (a machine, spam)
+    understanding: Classification | None = None
+
+
+def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examination:
+    """Parse, screen and classify raw bytes; no database. `privbot classify` shows this."""
+    try:
+        parsed = parse_message(raw)
+    except ParseError as exc:
+        return Examination(None, problem=f"cannot be parsed: {exc}")
+    if parsed.from_addr is None:
+        return Examination(parsed, problem="no sender address to answer")
+    context = ScreenContext(
+        our_addresses=app.settings.our_addresses,
+        our_message_id_domain=app.settings.domain,
+        envelope_sender=envelope_from,
+    )
+    reason = screen(parsed, context)
+    if reason is not None:
+        return Examination(parsed, skip=reason)
+    understanding = app.classifier.classify(parsed.new_text, parsed.subject)
+    if understanding.spam:
+        return Examination(
+            parsed, skip="spam: no privacy request, spam signals", understanding=understanding
+        )
+    return Examination(parsed, understanding=understanding)
 
 
 def _claim(session: Session, message_id: int) -> Message | None:
@@ -258,11 +349,3 @@ def _differing_reply_to(parsed: ParsedMessage) -> str | None:
     if parsed.reply_to and parsed.reply_to != parsed.from_addr:
         return parsed.reply_to
     return None
-
-
-def _screen_context(app: App, message: Message) -> ScreenContext:
-    return ScreenContext(
-        our_addresses=app.settings.our_addresses,
-        our_message_id_domain=app.settings.domain,
-        envelope_sender=message.envelope_from,
-    )

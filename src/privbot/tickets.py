@@ -53,16 +53,19 @@ def open_ticket(
     received_at: datetime,
     due_months: int,
     type: str = "general",
+    status: str = "open",
     intents: list[str] | None = None,
+    language: str | None = None,
     reply_to: str | None = None,
 ) -> Ticket:
     now = utcnow()
     ticket = Ticket(
         type=type,
-        status="open",
+        status=status,
         requester=requester,
         subject=subject[:2000],
         intents=intents or [],
+        language=language,
         reply_to=reply_to,
         created_at=now,
         updated_at=now,
@@ -76,10 +79,12 @@ def open_ticket(
 def find_thread(
     session: Session, *, sender: str, subject: str, refs: tuple[str, ...]
 ) -> tuple[Ticket | None, str]:
-    """The open ticket this message continues, and how it was recognised.
+    """The ticket this message continues, and how it was recognised.
 
-    A reply to one of our messages or to a message of the ticket joins it by its headers.
-    The subject tag alone is easy to copy, so it joins only when the sender is the requester.
+    A reply to one of our messages or to a message of the ticket joins it by its headers,
+    even when the ticket was done (the caller reopens it: "that did not answer me" belongs
+    with what it answers). The subject tag alone is easy to copy, so it joins only an open
+    ticket, and only when the sender is the requester.
     """
     if refs:
         ticket_id = session.scalar(
@@ -92,7 +97,7 @@ def find_thread(
             )
         )
         ticket = session.get(Ticket, ticket_id) if ticket_id else None
-        if ticket is not None and ticket.closed_at is None:
+        if ticket is not None:
             return ticket, "references"
     for match in _TAG.finditer(subject or ""):
         ticket = session.get(Ticket, int(match.group(1)))

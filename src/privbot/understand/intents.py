@@ -17,7 +17,10 @@ REQUIRED_INTENTS = ("opt_out", "data_access", "correction", "deletion", "questio
 ACTION_INTENTS = ("opt_out", "data_access", "correction", "deletion")
 ANY_LANGUAGE = "any"  # phrases that work in every language (article numbers, "GDPR")
 PHRASE_TABLES = ("phrases", "strong", "weak")
-_INTENT_KEYS = {"name", "action", "description", "priority", "policy_sections", "cite_query"}
+_INTENT_KEYS = {
+    "name", "action", "description", "priority", "policy_sections", "cite_query",
+    "ticket_type", "ticket_status",
+}  # fmt: skip
 _LANGUAGE_LISTS = (
     "stopwords",
     "negations",
@@ -59,6 +62,9 @@ class Intent:
     strong: PhraseSet  # unambiguous on their own
     weak: PhraseSet  # hints that need company
     groups: tuple[tuple[str, tuple[tuple[str, PhraseSet], ...]], ...]  # e.g. scopes
+    # The ticket staff get when this request needs them, and the status it starts in.
+    ticket_type: str = "general"
+    ticket_status: str = "open"
 
     def group(self, name: str) -> tuple[tuple[str, PhraseSet], ...]:
         """Named sub-tables of a group, e.g. group("scopes") -> ((scope, phrases), ...)."""
@@ -227,4 +233,6 @@ def _load_intent(path: Path, known: set[str]) -> Intent:
         strong=tables["strong"],
         weak=tables["weak"],
         groups=tuple(groups),
+        ticket_type=_text(data, "ticket_type", where, default=name),
+        ticket_status=_text(data, "ticket_status", where, default="open"),
     )
