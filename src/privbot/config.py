@@ -65,6 +65,12 @@ class Settings:
     poll_seconds: float = 30.0
     # IDLE is renewed before this many seconds (RFC 2177: servers may drop it after 30 min).
     idle_seconds: float = 25 * 60
+    # Where the web app (staff queue, chat) listens.
+    web: tuple[str, int] = ("127.0.0.1", 8025)
+    # Signs session cookies and confirmation links; required for the web app in production.
+    secret_key: str | None = None
+    # The authserv-id of OUR receiving server: only its Authentication-Results are believed.
+    trusted_authserv_id: str | None = None
     # First wait before a reply is retried after a temporary failure; it doubles each time.
     retry_seconds: float = 30.0
     # How long a claimed reply is reserved for its sender. Longer than any SMTP send can take
@@ -127,7 +133,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         "DATABASE_URL", "ADDRESS", "ALIASES", "IMAP_URL", "SMTP_URL", "LISTEN",
         "PROCESSED_FOLDER", "FAILED_FOLDER", "MAX_ATTEMPTS", "REPLY_CAP",
         "MAX_MESSAGE_BYTES", "DUE_MONTHS", "POLL_SECONDS", "IDLE_SECONDS", "RETRY_SECONDS",
-        "SEND_LEASE_SECONDS",
+        "SEND_LEASE_SECONDS", "WEB", "SECRET_KEY", "TRUSTED_AUTHSERV_ID",
     }  # fmt: skip
     get = {k[len(PREFIX) :]: v.strip() for k, v in raw.items()}
     defaults = Settings()
@@ -141,7 +147,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         aliases=aliases,
         imap=_imap(get["IMAP_URL"]) if get.get("IMAP_URL") else None,
         smtp=_smtp(get["SMTP_URL"]) if get.get("SMTP_URL") else None,
-        listen=_listen(get["LISTEN"]) if get.get("LISTEN") else None,
+        listen=_listen(get["LISTEN"], "PRIVBOT_LISTEN") if get.get("LISTEN") else None,
         processed_folder=get.get("PROCESSED_FOLDER") or defaults.processed_folder,
         failed_folder=get.get("FAILED_FOLDER") or defaults.failed_folder,
         max_attempts=_int("MAX_ATTEMPTS", get, defaults.max_attempts, minimum=1),
@@ -150,6 +156,9 @@ def _build(raw: Mapping[str, str]) -> Settings:
         due_months=_int("DUE_MONTHS", get, defaults.due_months, minimum=0),
         poll_seconds=_float("POLL_SECONDS", get, defaults.poll_seconds),
         idle_seconds=_float("IDLE_SECONDS", get, defaults.idle_seconds),
+        web=_listen(get["WEB"], "PRIVBOT_WEB") if get.get("WEB") else defaults.web,
+        secret_key=get.get("SECRET_KEY") or None,
+        trusted_authserv_id=get.get("TRUSTED_AUTHSERV_ID") or None,
         retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
         send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
         extra={k: v for k, v in get.items() if k not in known},
@@ -225,10 +234,10 @@ def _smtp(value: str) -> SmtpSettings:
     )
 
 
-def _listen(value: str) -> tuple[str, int]:
+def _listen(value: str, name: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"PRIVBOT_LISTEN: expected HOST:PORT, got {value!r}")
+        raise ConfigError(f"{name}: expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port)
 
 

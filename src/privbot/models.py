@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -71,6 +72,8 @@ class Message(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What our trusted receiving server said of the sender (Authentication-Results), if any.
+    auth_result: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (Index("ix_messages_status", "status"),)
 
@@ -90,6 +93,8 @@ class Ticket(Base):
     assignee: Mapped[str | None] = mapped_column(String(320))
     # A Reply-To that differs from From is recorded here, never used as a destination.
     reply_to: Mapped[str | None] = mapped_column(String(320))
+    # False: DMARC/DKIM/SPF failed for the requester's domain; nothing was done automatically.
+    sender_verified: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
