@@ -29,14 +29,22 @@ class Plan:
     needs_staff: bool  # False: all was done automatically, the ticket is closed as done
     opt_out_scopes: tuple[str, ...]  # to record for the sender now
     held_back: tuple[str, ...]  # why something was not done automatically, for staff
+    doubt: str | None = None  # why the sender may not be who From says
 
 
-def plan(understanding: Classification, intents: Intents, sender: str) -> Plan:
+def plan(
+    understanding: Classification, intents: Intents, sender: str, unverified: str | None = None
+) -> Plan:
+    """`unverified`: why the sender's identity is in doubt (then nothing is automatic)."""
     names = understanding.intents or ("other",)
     held: list[str] = []
     scopes: tuple[str, ...] = ()
     staff: list[str] = [n for n in names if n not in AUTOMATIC]
-    if understanding.low_confidence:
+    if unverified is not None:
+        # A forged From must not opt someone out or get an answer about "their" data.
+        held.append(f"sender not verified: {unverified}")
+        staff = list(names)
+    elif understanding.low_confidence:
         held.append(
             "low confidence ({:.2f}); candidates: {}".format(
                 understanding.confidence,
@@ -61,7 +69,9 @@ def plan(understanding: Classification, intents: Intents, sender: str) -> Plan:
     if staff:
         main = max(staff, key=lambda n: intents.get(n).priority)
         intent = intents.get(main)
-        return Plan(names, intent.ticket_type, intent.ticket_status, True, scopes, tuple(held))
+        return Plan(
+            names, intent.ticket_type, intent.ticket_status, True, scopes, tuple(held), unverified
+        )
     return Plan(names, intents.get(names[0]).ticket_type, "done", False, scopes, tuple(held))
 
 

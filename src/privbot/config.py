@@ -71,6 +71,9 @@ class Settings:
     secret_key: str | None = None
     # The authserv-id of OUR receiving server: only its Authentication-Results are believed.
     trusted_authserv_id: str | None = None
+    # True: act automatically only for senders our trusted server verified (DMARC/DKIM/SPF
+    # pass). False (default): act unless verification FAILED.
+    require_verified_sender: bool = False
     # First wait before a reply is retried after a temporary failure; it doubles each time.
     retry_seconds: float = 30.0
     # How long a claimed reply is reserved for its sender. Longer than any SMTP send can take
@@ -134,6 +137,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         "PROCESSED_FOLDER", "FAILED_FOLDER", "MAX_ATTEMPTS", "REPLY_CAP",
         "MAX_MESSAGE_BYTES", "DUE_MONTHS", "POLL_SECONDS", "IDLE_SECONDS", "RETRY_SECONDS",
         "SEND_LEASE_SECONDS", "WEB", "SECRET_KEY", "TRUSTED_AUTHSERV_ID",
+        "REQUIRE_VERIFIED_SENDER",
     }  # fmt: skip
     get = {k[len(PREFIX) :]: v.strip() for k, v in raw.items()}
     defaults = Settings()
@@ -159,6 +163,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         web=_listen(get["WEB"], "PRIVBOT_WEB") if get.get("WEB") else defaults.web,
         secret_key=get.get("SECRET_KEY") or None,
         trusted_authserv_id=get.get("TRUSTED_AUTHSERV_ID") or None,
+        require_verified_sender=_bool("REQUIRE_VERIFIED_SENDER", get),
         retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
         send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
         extra={k: v for k, v in get.items() if k not in known},
@@ -251,6 +256,15 @@ def _int(key: str, get: Mapping[str, str], default: int, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{PREFIX}{key}: must be at least {minimum}")
     return value
+
+
+def _bool(key: str, get: Mapping[str, str]) -> bool:
+    value = get.get(key, "").lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{PREFIX}{key}: expected 1 or 0, got {get[key]!r}")
 
 
 def _float(key: str, get: Mapping[str, str], default: float) -> float:

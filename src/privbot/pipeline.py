@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from privbot import act
 from privbot.app import App
+from privbot.mail.authn import Verdict, sender_verdict
 from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
@@ -109,7 +110,10 @@ def _handle(app: App, session: Session, message: Message) -> Outcome:
         return _set_aside(session, message, "screened", seen.skip or "not understood", ticket)
 
     # thread: a reply joins its ticket; anything else opens one
-    decision = act.plan(understanding, app.classifier.intents, parsed.from_addr)
+    verdict = sender_verdict(parsed, settings.trusted_authserv_id)
+    message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
+    doubt = _doubt(app, verdict)
+    decision = act.plan(understanding, app.classifier.intents, parsed.from_addr, doubt)
     ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
     joined = ticket is not None
     if ticket is None:
@@ -125,6 +129,7 @@ def _handle(app: App, session: Session, message: Message) -> Outcome:
             language=understanding.language,
             reply_to=_differing_reply_to(parsed),
         )
+        ticket.sender_verified = {"pass": True, "fail": False}.get(verdict.result)
         record(session, "ticket_opened", ticket=ticket, message=message, type=ticket.type)
     else:
         if ticket.closed_at is not None:
@@ -214,6 +219,15 @@ def _queue_reply(
     session.flush()
     record(session, "reply_queued", ticket=ticket, message=message, outbox=row.id)
     return row.id
+
+
+def _doubt(app: App, verdict: Verdict) -> str | None:
+    """Why the sender cannot be trusted to be who From says, or None."""
+    if verdict.failed:
+        return verdict.detail
+    if app.settings.require_verified_sender and verdict.result != "pass":
+        return f"not verified ({verdict.detail}) and PRIVBOT_REQUIRE_VERIFIED_SENDER is on"
+    return None
 
 
 def _reopen(app: App, session: Session, ticket: Ticket, message: Message) -> None:

@@ -16,6 +16,7 @@ SHORT_LINE = 50
 # Each intent also needs intents/<name>.txt.j2: the part of the reply that answers it.
 REQUIRED = (
     "answer.txt.j2", "layout.txt.j2", "_cite.txt.j2", "ask.txt.j2", "intents/review.txt.j2",
+    "intents/unverified.txt.j2",
 )  # fmt: skip
 
 

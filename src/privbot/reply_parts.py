@@ -42,6 +42,8 @@ def reply_parts(
     intents = app.classifier.intents
     used: set[Citation] = set()
     parts: list[dict[str, Any]] = []
+    if decision.doubt is not None:
+        return [{"intent": "unverified", "template": "intents/unverified.txt.j2", "citations": ()}]
     if understanding.low_confidence:
         return [{"intent": "review", "template": "intents/review.txt.j2", "citations": ()}]
     for name in decision.intents:
