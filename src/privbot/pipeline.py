@@ -280,6 +280,9 @@ def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examinati
         return Examination(None, problem=f"cannot be parsed: {exc}")
     if parsed.from_addr is None:
         return Examination(parsed, problem="no sender address to answer")
+    if parsed.limits_hit:
+        # Answering what we could not read whole would be a guess: staff look instead.
+        return Examination(parsed, problem="too big to read whole: " + "; ".join(parsed.limits_hit))
     context = ScreenContext(
         our_addresses=app.settings.our_addresses,
         our_message_id_domain=app.settings.domain,

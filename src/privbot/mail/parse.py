@@ -69,7 +69,7 @@ class _Walk:
         room = MAX_TEXT_CHARS - self.chars
         if len(text) > room:
             text = text[: max(room, 0)]
-            self.note(f"text truncated at {MAX_TEXT_CHARS:,} characters")
+            self.note(f"limit: text truncated at {MAX_TEXT_CHARS:,} characters")
         if text:
             self.texts.append(text)
             self.chars += len(text)
@@ -213,17 +213,17 @@ def _part_text(part: Message, ctype: str, walk: _Walk) -> str:
     if ctype == "text/html":
         if len(text) > MAX_HTML_CHARS:
             text = text[:MAX_HTML_CHARS]
-            walk.note(f"HTML truncated at {MAX_HTML_CHARS:,} characters before conversion")
+            walk.note(f"limit: HTML truncated at {MAX_HTML_CHARS:,} characters before conversion")
         text = html_to_text(text)
     return text
 
 
 def _walk_part(part: Message, walk: _Walk, depth: int, collect_text: bool) -> None:
     if walk.parts >= MAX_PARTS:
-        walk.note(f"more than {MAX_PARTS:,} MIME parts: the rest was ignored")
+        walk.note(f"limit: more than {MAX_PARTS:,} MIME parts: the rest was ignored")
         return
     if depth > MAX_DEPTH:
-        walk.note(f"MIME nesting deeper than {MAX_DEPTH}: the rest was ignored")
+        walk.note(f"limit: MIME nesting deeper than {MAX_DEPTH}: the rest was ignored")
         return
     walk.parts += 1
     ctype = _content_type(part)

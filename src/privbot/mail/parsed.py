@@ -35,6 +35,11 @@ class ParsedMessage:
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # every value, decoded
     defects: tuple[str, ...] = ()  # notes about damage repaired while parsing
 
+    @property
+    def limits_hit(self) -> tuple[str, ...]:
+        """Safety limits the parser stopped at: the text may be incomplete, or hostile."""
+        return tuple(d for d in self.defects if d.startswith("limit: "))
+
     def header(self, name: str) -> str | None:
         """First value of a header, or None."""
         values = self.headers.get(name.lower())
