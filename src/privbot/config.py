@@ -74,6 +74,9 @@ class Settings:
     # True: act automatically only for senders our trusted server verified (DMARC/DKIM/SPF
     # pass). False (default): act unless verification FAILED.
     require_verified_sender: bool = False
+    # For the crash-consistency harness only: "point:probability,..." makes privbot kill
+    # itself (SIGKILL) at those points. Empty, as in production, costs one dict lookup.
+    crash_points: Mapping[str, float] = field(default_factory=dict)
     # First wait before a reply is retried after a temporary failure; it doubles each time.
     retry_seconds: float = 30.0
     # How long a claimed reply is reserved for its sender. Longer than any SMTP send can take
@@ -137,7 +140,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         "PROCESSED_FOLDER", "FAILED_FOLDER", "MAX_ATTEMPTS", "REPLY_CAP",
         "MAX_MESSAGE_BYTES", "DUE_MONTHS", "POLL_SECONDS", "IDLE_SECONDS", "RETRY_SECONDS",
         "SEND_LEASE_SECONDS", "WEB", "SECRET_KEY", "TRUSTED_AUTHSERV_ID",
-        "REQUIRE_VERIFIED_SENDER",
+        "REQUIRE_VERIFIED_SENDER", "CRASH_POINTS",
     }  # fmt: skip
     get = {k[len(PREFIX) :]: v.strip() for k, v in raw.items()}
     defaults = Settings()
@@ -164,6 +167,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         secret_key=get.get("SECRET_KEY") or None,
         trusted_authserv_id=get.get("TRUSTED_AUTHSERV_ID") or None,
         require_verified_sender=_bool("REQUIRE_VERIFIED_SENDER", get),
+        crash_points=_crash_points(get.get("CRASH_POINTS", "")),
         retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
         send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
         extra={k: v for k, v in get.items() if k not in known},
@@ -256,6 +260,17 @@ def _int(key: str, get: Mapping[str, str], default: int, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{PREFIX}{key}: must be at least {minimum}")
     return value
+
+
+def _crash_points(value: str) -> dict[str, float]:
+    points: dict[str, float] = {}
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        name, _, chance = item.partition(":")
+        try:
+            points[name] = float(chance or "1")
+        except ValueError:
+            raise ConfigError(f"PRIVBOT_CRASH_POINTS: bad probability in {item!r}") from None
+    return points
 
 
 def _bool(key: str, get: Mapping[str, str]) -> bool:

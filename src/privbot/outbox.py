@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from privbot.app import App
 from privbot.config import SmtpSettings
+from privbot.crashpoints import crash_point
 from privbot.models import Outgoing, Ticket, utcnow
 from privbot.tickets import record
 
@@ -146,6 +147,7 @@ def send_one(app: App, mailer: Mailer) -> bool:
             delay = backoff(row.attempts, app.settings.retry_seconds)
             _finish(app, row, "pending", str(exc), retry_in=delay)
     else:
+        crash_point(app.settings, "after_send")  # the relay has it; we have not marked it
         _finish(app, row, "sent", None)
     return True
 

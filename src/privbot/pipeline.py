@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from privbot import act
 from privbot.app import App
+from privbot.crashpoints import crash_point
 from privbot.mail.authn import Verdict, sender_verdict
 from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parse import ParseError, parse_message
@@ -58,6 +59,7 @@ def receive(
     stored = store_message(
         app.sessions, raw, source=source, source_ref=source_ref, envelope_from=envelope_from
     )
+    crash_point(app.settings, "after_store")
     outcome = process(app, stored.id)
     return outcome if stored.new else _as_duplicate(outcome)
 
@@ -69,6 +71,7 @@ def process(app: App, message_id: int) -> Outcome:
             message = _claim(session, message_id)
             # None: done already, or another worker holds it right now.
             outcome = _handle(app, session, message) if message is not None else None
+            crash_point(app.settings, "mid_transaction")  # all written, nothing committed
     except DBAPIError:
         raise  # the database is away: nothing was done; the message waits for the next round
     except Exception as exc:

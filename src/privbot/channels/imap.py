@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from privbot import pipeline
 from privbot.app import App
 from privbot.config import ImapSettings
+from privbot.crashpoints import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class ImapWatcher:
 
     def _take(self, client: IMAPClient, uids: Sequence[int]) -> tuple[list[int], list[int], int]:
         fetched = client.fetch(uids, ["BODY.PEEK[]"])
+        crash_point(self.app.settings, "after_fetch")
         done: list[int] = []
         bad: list[int] = []
         waiting = 0
