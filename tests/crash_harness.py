@@ -34,7 +34,8 @@ from privbot.models import Message, Outgoing, Ticket
 from tests.apps import mail, serve_env
 from tests.servers import CaptureRelay, Dovecot
 
-CRASH_POINTS = "after_fetch:0.03,after_store:0.03,mid_transaction:0.03,after_send:0.02"
+# Per fetch, per message (twice) and per reply: a crash every few dozen steps.
+CRASH_POINTS = "after_fetch:0.03,after_store:0.015,mid_transaction:0.015,after_send:0.02"
 _POINT = re.compile(rb"crash point (\w+): killing myself")
 
 

@@ -67,10 +67,13 @@ def receive(
 def process(app: App, message_id: int) -> Outcome:
     """Parse, screen, thread, act and queue the reply for a stored message, exactly once."""
     try:
+        # The slow, pure part first, outside any transaction: SQLite has one writer, and
+        # every other writer (the outbox marking a reply sent) would wait for it.
+        seen = _examine_stored(app, message_id)
         with app.sessions.begin() as session:
-            message = _claim(session, message_id)
+            message = _claim(session, message_id) if seen is not None else None
             # None: done already, or another worker holds it right now.
-            outcome = _handle(app, session, message) if message is not None else None
+            outcome = _handle(app, session, message, seen) if message and seen else None
             crash_point(app.settings, "mid_transaction")  # all written, nothing committed
     except DBAPIError:
         raise  # the database is away: nothing was done; the message waits for the next round
@@ -93,13 +96,24 @@ def process_pending(app: App, limit: int = 100) -> list[Outcome]:
     return [process(app, i) for i in ids]
 
 
-def _handle(app: App, session: Session, message: Message) -> Outcome:
-    settings = app.settings
-    if message.size > settings.max_message_bytes:
-        return _set_aside(session, message, "quarantined", f"too large: {message.size} bytes")
+def _examine_stored(app: App, message_id: int) -> Examination | None:
+    """Examine a stored message still waiting; None if it is done already."""
+    with app.sessions() as session:
+        row = session.execute(
+            select(Message.raw, Message.envelope_from, Message.size).where(
+                Message.id == message_id, Message.status == "received"
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.size > app.settings.max_message_bytes:
+        return Examination(None, problem=f"too large: {row.size} bytes")
+    return examine(app, row.raw, row.envelope_from)
 
-    # parse, screen (never answer a machine), classify (what does the person want?)
-    seen = examine(app, message.raw, message.envelope_from)
+
+def _handle(app: App, session: Session, message: Message, seen: Examination) -> Outcome:
+    settings = app.settings
+    # parse, screen (never answer a machine), classify (what does the person want?): `seen`
     if seen.parsed is not None:
         message.sender = seen.parsed.from_addr
         message.subject = seen.parsed.subject[:2000]
