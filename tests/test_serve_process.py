@@ -136,3 +136,24 @@ def test_two_processes_on_postgresql_handle_each_message_once(
     time.sleep(0.5)
     _check_exactly_once(app, relay, n, kills=0)
     assert len(relay.messages) == n
+
+
+def test_three_processes_one_killed_midway(
+    pg_url: str, dovecot: Dovecot, relay: CaptureRelay, serve: Serve
+) -> None:
+    n = int(os.environ.get("PRIVBOT_SCALE_MESSAGES", "150"))  # the soak: 2000
+    serve.env.update(serve_env(pg_url, imap_url=dovecot.imap_url(), smtp_url=relay.url))
+    app = make_app(pg_url)
+    victims = [serve.start() for _ in range(3)]
+    for i in range(n):
+        dovecot.deliver(mail(sender=f"s{i}@example.org", message_id=f"s{i}@example.org"))
+        if i == n // 2:
+            victims[0].send_signal(signal.SIGKILL)  # one of three dies midway
+    try:
+        wait_until(lambda: _counts(app)[:2] == (n, n), timeout=60 + n * 0.2,
+                   what="all handled and sent")  # fmt: skip
+    except AssertionError:
+        raise AssertionError(f"{_counts(app)}\n{serve.tail()}") from None
+    relay.wait_for(n)
+    time.sleep(1.5)  # a reply the victim was sending may come once more after its lease
+    _check_exactly_once(app, relay, n, kills=1)
