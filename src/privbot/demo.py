@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -28,7 +29,7 @@ from sqlalchemy import func, select
 from privbot.app import App, build_app
 from privbot.cli import format_table
 from privbot.config import load_settings
-from privbot.models import Message, Outgoing
+from privbot.models import Message, Outgoing, Suppression, Ticket
 from privbot.serve import Service
 
 SAMPLES = Path(__file__).with_name("demo_mail")
@@ -106,17 +107,22 @@ def _report(app: App, capture: Capture) -> str:
     with app.sessions() as s:
         rows = s.execute(
             select(Message.id, Message.sender, Message.subject, Message.status, Message.reason,
-                   Message.ticket_id).order_by(Message.id)
+                   Ticket.id.label("ticket"), Ticket.type, Ticket.status.label("ticket_status"),
+                   Ticket.intents)
+            .outerjoin(Ticket, Ticket.id == Message.ticket_id)
+            .order_by(Message.id)
         ).all()  # fmt: skip
+        optouts = {
+            a: sorted(s.scalars(select(Suppression.scope).where(Suppression.address == a)))
+            for a in {r.sender for r in rows if r.sender}
+        }
     table = [
         {
             "#": r.id,
             "from": r.sender,
             "subject": r.subject,
-            "privbot did": (
-                f"ticket JC-{r.ticket_id}, replied" if r.status == "handled" else r.status
-            ),
-            "why": r.reason or "a person wrote: answered",
+            "understood": ", ".join(r.intents or []) if r.status == "handled" else "-",
+            "privbot did": _did(r, optouts.get(r.sender or "", [])),
         }
         for r in rows
     ]
@@ -126,10 +132,21 @@ def _report(app: App, capture: Capture) -> str:
     ]
     return (
         "What privbot did with each message:\n"
-        + format_table(table, ["#", "from", "subject", "privbot did", "why"], width=40)
+        + format_table(table, ["#", "from", "subject", "understood", "privbot did"], width=64)
         + "\n\nReplies it sent (captured by the demo's SMTP server):\n"
         + format_table(replies, ["to", "subject", "auto-submitted"], width=50)
     )
+
+
+def _did(row: Any, scopes: list[str]) -> str:
+    if row.status != "handled":
+        return f"{row.status}, no reply: {row.reason}"
+    done = [f"opt-out recorded ({', '.join(scopes)})"] if scopes else []
+    if row.ticket_status == "done":
+        done.append(f"answered (JC-{row.ticket} closed)")
+    else:
+        done.append(f"ticket JC-{row.ticket} {row.type}/{row.ticket_status}, replied")
+    return "; ".join(done)
 
 
 def run_demo(wait: bool = True) -> int:
@@ -145,6 +162,7 @@ def run_demo(wait: bool = True) -> int:
             "PRIVBOT_DATABASE_URL": f"sqlite:///{workdir / 'privbot.db'}",
             "PRIVBOT_IMAP_URL": f"imap://{USER}:{PASSWORD}@127.0.0.1:{imap_port}/INBOX",
             "PRIVBOT_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "PRIVBOT_WEB": f"127.0.0.1:{_free_port()}",
         }
     )
     app = build_app(settings)
