@@ -80,7 +80,7 @@ class Mailer:
         if self._conn is not None:
             return self._conn
         s = self.settings
-        context = ssl.create_default_context()
+        context = ssl.create_default_context() if s.ssl or s.starttls else None
         if s.ssl:
             conn: smtplib.SMTP = smtplib.SMTP_SSL(
                 s.host, s.port, timeout=self.timeout, context=context

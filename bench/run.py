@@ -1,0 +1,275 @@
+"""``python -m bench``: every measurement side by side in one run, then a table and JSON.
+
+    .venv/bin/python -m bench [--quick] [--json FILE] [--plot FILE] [--only SECTIONS]
+                              [--profile DIR]
+
+Sections, in order: classifier, raw, e2e, scale, queue, memory. Run from the repository root
+(it imports ``tests.servers``). A section that fails is reported in the table and the JSON,
+and the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import classifier, e2e, queue, raw, report
+from bench.harness import CORPORA, REPO, MailMaker, TimedRelay, human_texts, work_dir
+from bench.profile import recording, top
+from privbot.app import App
+from privbot.pipeline import examine
+from tests.apps import make_app
+from tests.servers import Dovecot, PostgresDatabase
+
+SECTIONS = ("classifier", "raw", "e2e", "scale", "queue", "memory")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    classifier_repeats: int
+    long_repeats: int
+    idle_samples: int
+    burst: int
+    levels: tuple[float, ...]
+    level_seconds: float
+    scale_burst: int
+    scale_processes: tuple[int, ...]
+    tickets: int
+    messages: int
+    query_repeats: int
+    large_db_burst: int
+
+
+QUICK = Sizes(1, 20, 5, 150, (5.0, 10.0, 30.0), 3.0, 60, (1, 2, 3), 2_000, 20_000, 20, 30)
+FULL = Sizes(3, 100, 20, 1000, (5.0, 10.0, 20.0, 40.0, 60.0, 80.0), 10.0, 600, (1, 2, 3),
+             100_000, 1_000_000, 100, 300)  # fmt: skip
+
+
+def answered_texts(app: App) -> list[str]:
+    """The human texts privbot answers (the tuning set's two spam rows get no reply)."""
+    maker = MailMaker(human_texts(), "probe")
+    texts = human_texts()
+    keep = []
+    for text, letter in zip(texts, maker.make(len(texts)), strict=True):
+        seen = examine(app, letter.raw)
+        if seen.skip is None and seen.problem is None and seen.understanding is not None:
+            keep.append(text)
+    return keep
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, root: Path) -> None:
+        self.args = args
+        self.sizes = QUICK if args.quick else FULL
+        self.root = root
+        self.results: dict[str, Any] = {"errors": {}}
+        self.dovecot = Dovecot(root / "dovecot")
+        self.relay = TimedRelay()
+        self.app: App | None = None
+        self.texts: list[str] = []
+        self.large_sqlite: Path | None = None
+        self.serve_rss: list[float] = []
+
+    def section(self, name: str, fn: Callable[[], None]) -> None:
+        if self.args.only and name not in self.args.only:
+            return
+        started = time.monotonic()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        try:
+            fn()
+        except Exception as exc:
+            traceback.print_exc()
+            self.results["errors"][name] = f"{type(exc).__name__}: {exc}"
+        print(f"[bench] {name} done in {time.monotonic() - started:.1f} s",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    def maker(self, tag: str) -> MailMaker:
+        return MailMaker(self.texts, tag)
+
+    # -- sections ------------------------------------------------------------------------------
+
+    def classifier(self) -> None:
+        assert self.app is not None
+        s = self.sizes
+        self.results["classifier"] = classifier.run(
+            self.app, CORPORA, s.classifier_repeats, s.long_repeats
+        )
+
+    def raw(self) -> None:
+        s = self.sizes
+        maker = self.maker("raw")
+        self.results["raw"] = {
+            "idle_delay_s": raw.idle_delay(self.dovecot, maker, s.idle_samples),
+            "limit": raw.raw_limit(self.dovecot, self.relay, maker, s.burst, timeout=120),
+        }
+
+    def e2e(self) -> None:
+        s = self.sizes
+        maker = self.maker("e2e")
+        out: dict[str, Any] = {"db": "sqlite", "processes": 1}
+        self.results["e2e"] = out
+        url = f"sqlite:///{self.root / 'e2e.db'}"
+        with e2e.serving(self.dovecot, self.relay, maker, url, self.root) as serve:
+            if self.args.profile:
+                self.args.profile.mkdir(parents=True, exist_ok=True)
+                prof = self.args.profile / "serve-burst.txt"
+                with recording(serve.pids()[0], prof):
+                    out["burst"] = e2e.load(
+                        self.dovecot, self.relay, maker, s.burst, None, 180, "e2e: burst"
+                    )
+                out["profile"] = {"file": str(prof)} | {
+                    thread: top(prof, thread) for thread in ("privbot-imap", "privbot-outbox")
+                }
+            else:
+                out["burst"] = e2e.load(
+                    self.dovecot, self.relay, maker, s.burst, None, 180, "e2e: burst"
+                )
+            out["levels"] = []
+            for rate in s.levels:
+                count = max(5, int(rate * s.level_seconds))
+                out["levels"].append(
+                    e2e.load(self.dovecot, self.relay, maker, count, rate, 120, f"e2e: {rate:g}/s")
+                )
+            rss = serve.peak_rss_mb()
+            out["peak_rss_mb"] = max(rss) if rss else None
+            out["log_errors"] = serve.errors()
+        self.results.setdefault("memory", {})["e2e_peak_rss_mb"] = out["peak_rss_mb"]
+
+    def scale(self) -> None:
+        s = self.sizes
+        runs: list[dict[str, Any]] = []
+        self.results["scale"] = runs
+        for count in s.scale_processes:
+            maker = self.maker(f"scale{count}")
+            with PostgresDatabase("privbot_bench_") as pg:
+                with e2e.serving(self.dovecot, self.relay, maker, pg.url, self.root, count) as sv:
+                    result = e2e.load(
+                        self.dovecot, self.relay, maker, s.scale_burst, None, 180,
+                        f"scale: {count} x serve",
+                    )  # fmt: skip
+                    rss = sv.peak_rss_mb()
+                    result.update(processes=count, peak_rss_mb=max(rss) if rss else None,
+                                  log_errors=sv.errors())  # fmt: skip
+                runs.append(result)
+        peaks = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]
+        if peaks:
+            self.results.setdefault("memory", {})["scale_peak_rss_mb"] = max(peaks)
+
+    def queue(self) -> None:
+        s = self.sizes
+        out: dict[str, Any] = {"tickets": s.tickets, "messages": s.messages}
+        self.results["queue"] = out
+        path = self.root / "large.db"
+        load_s = queue.load_sqlite(path, s.tickets, s.messages)
+        self.large_sqlite = path
+        out["sqlite"] = self._time_queue(f"sqlite:///{path}", load_s)
+        with PostgresDatabase("privbot_bench_") as pg:
+            load_s = queue.load_postgres(pg.url, pg.conninfo, s.tickets, s.messages)
+            out["postgresql"] = self._time_queue(pg.url, load_s)
+        web = "web_queue" in out["sqlite"]
+        out["how"] = (
+            "privbot.web's /queue and /tickets/ID over HTTP (uvicorn, httpx), "
+            "plus privbot.queries.tickets and bench.queue.ticket_page"
+            if web
+            else "privbot.queries.tickets + bench.queue.ticket_page (privbot.web absent)"
+        )
+
+    def _time_queue(self, url: str, load_s: float) -> dict[str, Any]:
+        s = self.sizes
+        figures: dict[str, Any] = {"load_s": round(load_s, 1)}
+        figures.update(queue.time_queries(url, s.tickets, s.query_repeats))
+        try:
+            figures.update(queue.time_web(url, s.tickets, s.query_repeats) or {})
+        except Exception as exc:  # the web app is young: its failure must not hide the rest
+            figures["web_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        return figures
+
+    def memory(self) -> None:
+        s = self.sizes
+        if self.large_sqlite is None or not self.large_sqlite.exists():
+            raise RuntimeError("needs the queue section's large SQLite database")
+        maker = self.maker("large")
+        url = f"sqlite:///{self.large_sqlite}"
+        with e2e.serving(self.dovecot, self.relay, maker, url, self.root) as serve:
+            burst = e2e.load(
+                self.dovecot, self.relay, maker, s.large_db_burst, None, 120, "memory: large DB"
+            )
+            rss = serve.peak_rss_mb()
+        memory = self.results.setdefault("memory", {})
+        memory["large_db_peak_rss_mb"] = max(rss) if rss else None
+        memory["large_db_burst"] = burst
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        s = self.sizes
+        self.results["meta"] = {
+            "quick": self.args.quick,
+            "command": " ".join(["python -m bench", *sys.argv[1:]]),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "machine": platform.platform(),
+            "sizes": s.__dict__,
+        }
+        started = time.monotonic()
+        self.dovecot.start()
+        self.relay.start()
+        try:
+            self.app = make_app(f"sqlite:///{self.root / 'bench-app.db'}")
+            self.texts = answered_texts(self.app)
+            self.section("classifier", self.classifier)
+            self.section("raw", self.raw)
+            self.section("e2e", self.e2e)
+            self.section("scale", self.scale)
+            self.section("queue", self.queue)
+            self.section("memory", self.memory)
+        finally:
+            if self.app is not None:
+                self.app.close()
+            self.relay.stop()
+            self.dovecot.stop()
+        self.results["meta"]["seconds"] = round(time.monotonic() - started, 1)
+        self.results["targets"] = report.targets(self.results)
+        return self.results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="latency PNG (full runs: bench/latency.png)"
+    )
+    parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None,
+                        help=f"comma-separated sections of {','.join(SECTIONS)}")  # fmt: skip
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy serve during the e2e burst into DIR"
+    )
+    args = parser.parse_args(argv)
+    if args.only and not args.only <= set(SECTIONS):
+        parser.error(f"unknown section(s): {', '.join(sorted(args.only - set(SECTIONS)))}")
+    if Dovecot.available() or PostgresDatabase.available():
+        print(f"bench: {Dovecot.available() or PostgresDatabase.available()}", file=sys.stderr)
+        return 2
+    os.chdir(REPO)
+    with work_dir() as root:
+        results = Bench(args, root).run()
+    print()
+    print(report.table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    plot_path = args.plot or (None if args.quick else REPO / "bench" / "latency.png")
+    if plot_path is not None and report.plot(results, plot_path):
+        print(f"\nplot: {plot_path}")
+    return 1 if results["errors"] else 0

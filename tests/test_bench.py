@@ -1,0 +1,41 @@
+"""`python -m bench --quick` runs and writes its figures; no timing is asserted here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, unavailable
+from tests.servers import Dovecot, PostgresDatabase
+
+
+@pytest.mark.timeout(600)
+def test_quick_bench_runs_and_writes_json(tmp_path: Path) -> None:
+    reason = Dovecot.available() or PostgresDatabase.available()
+    if reason:
+        unavailable(reason)
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--json", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["errors"] == {}
+    for key in ("meta", "classifier", "raw", "e2e", "scale", "queue", "memory", "targets"):
+        assert key in figures, key
+    assert {"idle_delay_s", "limit"} <= figures["raw"].keys()
+    assert {"burst", "levels", "peak_rss_mb"} <= figures["e2e"].keys()
+    assert [s["processes"] for s in figures["scale"]] == [1, 2, 3]
+    assert {"sqlite", "postgresql"} <= figures["queue"].keys()
+    assert {"e2e_peak_rss_mb", "large_db_peak_rss_mb"} <= figures["memory"].keys()
+    assert len(figures["targets"]) == 5
+    assert all(t["met"] in (True, False) for t in figures["targets"].values())
+    assert "targets" in done.stdout
