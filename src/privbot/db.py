@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +22,70 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, write transactions taken up front) or PostgreSQL."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 30})
+        factory = _locked_connection_class()
+        engine = create_engine(url, connect_args={"timeout": 30, "factory": factory})
         event.listen(engine, "connect", _sqlite_on_connect)
-        # Take the write lock at BEGIN: a deferred transaction that later writes can fail at
-        # once with "database is locked" instead of waiting its turn.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        _serialise_writers(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _serialise_writers(engine: Engine) -> None:
+    """One transaction at a time per process, queued in Python.
+
+    BEGIN IMMEDIATE takes SQLite's write lock up front (a deferred transaction that later
+    writes can fail at once with "database is locked"). Threads of one process queue on a
+    lock of our own first: SQLite's busy handler would make them poll with sleeps of up to
+    100 ms, and the outbox marking a reply sent would starve behind the watcher. The lock
+    is released only once COMMIT or ROLLBACK has really happened (see LockedConnection).
+    """
+
+    def begin(conn: Any) -> None:
+        dbapi = conn.connection.dbapi_connection
+        dbapi.take_write_lock()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            dbapi.drop_write_lock()
+            raise
+
+    event.listen(engine, "begin", begin)
+
+
+def _locked_connection_class() -> type[sqlite3.Connection]:
+    lock = threading.Lock()
+
+    class LockedConnection(sqlite3.Connection):
+        holds = False
+
+        def take_write_lock(self) -> None:
+            lock.acquire()
+            self.holds = True
+
+        def drop_write_lock(self) -> None:
+            if self.holds:
+                self.holds = False
+                lock.release()
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self.drop_write_lock()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self.drop_write_lock()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self.drop_write_lock()
+
+    return LockedConnection
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

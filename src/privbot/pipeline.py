@@ -191,7 +191,9 @@ def _queue_reply(
     settings = app.settings
     to = parsed.from_addr or ticket.requester
     since = utcnow() - timedelta(hours=24)
-    if replies_sent_since(session, to, since) >= settings.reply_cap:
+    with session.no_autoflush:  # a count needs none of this message's pending rows
+        sent = replies_sent_since(session, to, since)
+    if sent >= settings.reply_cap:
         record(
             session, "reply_suppressed", ticket=ticket, message=message,
             reason=f"reply cap: {settings.reply_cap} automatic replies to {to} in 24 hours",
@@ -208,7 +210,6 @@ def _queue_reply(
         needs_staff=decision.needs_staff,
         due_date=ticket.due_at.strftime("%d %B %Y") if ticket.due_at else "",
         parts=reply_parts(app, understanding, decision, joined),
-        scopes_now=act.suppressed_scopes(session, to),
     )
     reply = compose_reply(
         from_addr=settings.address,

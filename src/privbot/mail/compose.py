@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 
 from privbot.models import utcnow
@@ -15,6 +18,9 @@ TAG = re.compile(r"\[JC-(\d+)\]", re.IGNORECASE)
 _PREFIX = re.compile(
     r"^\s*((re|aw|sv|wg|fw|fwd|tr|rv|r|rif|antw|res|enc)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
+# Quoted-printable keeps the body readable in raw form (base64 is compat32's utf-8 default).
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
 # Keep References short: the thread root and the most recent ids are what clients use.
 MAX_REFERENCES = 10
 
@@ -23,7 +29,7 @@ MAX_REFERENCES = 10
 class Reply:
     message_id: str  # without angle brackets
     subject: str
-    message: EmailMessage
+    message: Message
 
 
 def new_message_id(domain: str) -> str:
@@ -49,11 +55,13 @@ def compose_reply(
     references: tuple[str, ...] = (),
     automatic: bool = True,
 ) -> Reply:
-    msg = EmailMessage()
+    # compat32's MIMEText: the modern header registry costs milliseconds per reply, and
+    # every header here is either plain ASCII or encoded explicitly below.
+    msg = MIMEText(body, "plain", _UTF8_QP)
     message_id = new_message_id(domain)
     msg["From"] = formataddr(("JunoCloud Privacy", from_addr))
     msg["To"] = to_addr
-    msg["Subject"] = subject
+    msg["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
@@ -67,5 +75,4 @@ def compose_reply(
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Loop"] = from_addr
-    msg.set_content(body, charset="utf-8")
     return Reply(message_id, subject, msg)
