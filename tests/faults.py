@@ -124,7 +124,11 @@ class PrivatePostgres:
 
     def start(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} -c fsync=off"
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-w", "start")
+        # -l: the server must not inherit our pipes, or waiting for pg_ctl never ends.
+        log = str(self.directory / "server.log")
+        self._run(
+            "pg_ctl", "-D", str(self.directory / "data"), "-o", options, "-l", log, "-w", "start"
+        )
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "fast", "-w", "stop")

@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     u = dbsub.add_parser("upgrade", help="apply schema migrations", description="apply migrations")
     u.set_defaults(handler=_db_upgrade)
 
+    actions: dict[str, Any] = {}
     for noun, lister in (("tickets", _tickets_list), ("outbox", _outbox_list)):
         p = command(noun, _no_action, f"{noun}: list them")
         nsub = p.add_subparsers(title="actions", metavar="ACTION")
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
         lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
         lp.set_defaults(handler=lister)
+        actions[noun] = nsub
 
     p = command("messages", _no_action, "inbound messages: list them with their status")
     msub = p.add_subparsers(title="actions", metavar="ACTION")
@@ -98,6 +100,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("demo", _demo, "run a self-contained demo with its own IMAP and SMTP servers")
     p.add_argument("--no-wait", action="store_true", help="exit after the table (for tests)")
+
+    from privbot.cli_review import register  # staff, token, optouts, web, tickets show/...
+
+    register(sub, actions["tickets"])
     return parser
 
 

@@ -159,3 +159,104 @@ class Suppression(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("address", "scope", name="uq_suppressions_address_scope"),)
+
+
+class Staff(Base):
+    """A person who works the queue on the web or with the CLI."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id, never the password
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffSession(Base):
+    """A signed-in browser. Kept server-side so logout and disabling end it at once."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the cookie's token
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginFailure(Base):
+    """A failed login, per account and per client, to slow down guessing."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400))  # "email:<address>" or "client:<ip>"
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_login_failures_key_at", "key", "at"),)
+
+
+class ApiToken(Base):
+    """A bearer token for a machine (JunoCloud's marketing system); only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Example(Base):
+    """A staff correction: this text means this intent. The classifier loads these at start."""
+
+    __tablename__ = "examples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChatRequest(Base):
+    """Something a chat visitor asked us to do, waiting for the address owner's confirmation.
+
+    awaiting_address -> link_sent -> confirmed; nothing is done before `confirmed`.
+    """
+
+    __tablename__ = "chat_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session: Mapped[str] = mapped_column(String(64), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    intents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    language: Mapped[str | None] = mapped_column(String(8))
+    address: Mapped[str | None] = mapped_column(String(320), index=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="awaiting_address")
+    client: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+
+
+# The queue reads open tickets in due order; a partial index keeps that fast at 100,000 rows.
+Index(
+    "ix_tickets_open_due",
+    Ticket.due_at,
+    Ticket.id,
+    sqlite_where=Ticket.closed_at.is_(None),
+    postgresql_where=Ticket.closed_at.is_(None),
+)
+Index("ix_events_actor_at", Event.actor, Event.at)
+Index("ix_suppressions_created", Suppression.created_at)

@@ -51,7 +51,22 @@ class Service:
         if s.listen is not None:
             controller = start_receiver(self.app)
             self.stoppers.append(controller.stop)
+        self._start_web()
         return self
+
+    def _start_web(self) -> None:
+        # The web app is secondary: if its port is taken, mail keeps flowing and the log
+        # says why the queue is not reachable.
+        from privbot.web.server import WebServer
+
+        host, port = self.app.settings.web
+        try:
+            web = WebServer(self.app, host, port).start()
+        except OSError as exc:
+            log.error("web app not started: cannot listen on %s:%s (PRIVBOT_WEB): %s",
+                      host, port, exc.strerror or exc)  # fmt: skip
+            return
+        self.stoppers.append(web.stop)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -77,6 +92,7 @@ def describe(app: App) -> str:
     if s.listen:
         parts.append(f"SMTP receiver {s.listen[0]}:{s.listen[1]}")
     parts.append(f"relay {s.smtp.host}:{s.smtp.port}" if s.smtp else "no relay: replies wait")
+    parts.append(f"web http://{s.web[0]}:{s.web[1]}")
     return ", ".join(parts)
 
 

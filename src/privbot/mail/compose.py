@@ -39,7 +39,8 @@ def new_message_id(domain: str) -> str:
 
 def reply_subject(original: str, ticket_id: int) -> str:
     """'Re: <original> [JC-<id>]', without stacking prefixes or tags."""
-    base = TAG.sub("", original or "").strip()
+    # One line whatever came in: a subject with line breaks would break the header.
+    base = " ".join(TAG.sub("", original or "").split())
     base = _PREFIX.sub("", base).strip() or "Your message"
     return f"Re: {base} [JC-{ticket_id}]"
 

@@ -1,0 +1,129 @@
+"""Who is asking: staff sessions from signed cookies, CSRF checks, the chat's rate limit."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from itsdangerous import BadSignature, TimestampSigner
+
+from privbot import auth
+from privbot.app import App
+
+SESSION_COOKIE = "privbot_session"
+LOGIN_COOKIE = "privbot_login"  # the login form's CSRF value, before there is a session
+
+
+class LoginRequired(Exception):
+    """No valid staff session: pages redirect to the login form, the API answers 401."""
+
+
+class CsrfError(Exception):
+    """A form came without the token of the session that showed it."""
+
+
+@dataclass(frozen=True)
+class StaffUser:
+    email: str
+    csrf: str
+    token: str
+
+
+@dataclass
+class RateLimiter:
+    """At most `limit` calls per `window` seconds per client (a sliding window, in memory).
+
+    Per process: several processes each allow as much; the limit is against one client
+    hammering the chat, not an accounting.
+    """
+
+    limit: int = 20
+    window: float = 60.0
+    _calls: dict[str, deque[float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allow(self, client: str) -> float:
+        """0 if allowed now, else the seconds until the next call is allowed."""
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.setdefault(client, deque())
+            while calls and calls[0] <= now - self.window:
+                calls.popleft()
+            if len(calls) >= self.limit:
+                return calls[0] + self.window - now
+            calls.append(now)
+            if len(self._calls) > 10_000:  # forget idle clients rather than grow forever
+                for key in [k for k, v in self._calls.items() if not v]:
+                    del self._calls[key]
+            return 0.0
+
+
+@dataclass(frozen=True)
+class WebState:
+    """Everything a request handler needs; built once by `create_app`, never global."""
+
+    app: App
+    secret: str
+    signer: TimestampSigner
+    chat_limit: RateLimiter
+    public_url: str | None
+    secure_cookies: bool
+
+
+def state(request: Request) -> WebState:
+    return request.app.state.web  # type: ignore[no-any-return]
+
+
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def session_user(request: Request) -> StaffUser | None:
+    web = state(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    try:
+        token = web.signer.unsign(cookie, max_age=auth.SESSION_HOURS * 3600).decode()
+    except BadSignature:  # forged, or older than a session may live
+        return None
+    with web.app.sessions.begin() as session:
+        found = auth.session_staff(session, token)
+        if found is None:
+            return None
+        staff, row = found
+        return StaffUser(staff.email, row.csrf, token)
+
+
+def require_staff(request: Request) -> StaffUser:
+    """Dependency of every staff page and action."""
+    user = session_user(request)
+    if user is None:
+        raise LoginRequired()
+    return user
+
+
+async def require_staff_form(request: Request) -> StaffUser:
+    """Dependency of every staff form: a session AND that session's CSRF token."""
+    user = await run_in_threadpool(require_staff, request)
+    form = await request.form()
+    given = form.get("csrf")
+    if not isinstance(given, str) or not hmac.compare_digest(given, user.csrf):
+        raise CsrfError()
+    return user
+
+
+def new_login_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+# Route parameters: a staff page (session), a staff form (session and CSRF token).
+StaffPage = Annotated[StaffUser, Depends(require_staff)]
+StaffForm = Annotated[StaffUser, Depends(require_staff_form)]

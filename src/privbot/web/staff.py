@@ -1,0 +1,312 @@
+"""Staff pages and actions: the queue, a ticket, opt-outs, the audit log.
+
+Every route depends on `require_staff` (pages) or `require_staff_form` (actions, which
+also checks the CSRF token). Actions call `privbot.review`; a bad input re-shows the page
+with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import RedirectResponse, Response
+
+from privbot import act, auth, queries, review
+from privbot.web.security import StaffForm, StaffPage, StaffUser, state
+from privbot.web.views import render
+
+router = APIRouter()
+
+# What a redirect after an action says; codes, so no text can be slipped into a link.
+DONE = {
+    "assigned": "Assignment saved.",
+    "status": "Status changed.",
+    "extended": "Deadline extended; the requester is told in a reply now in the outbox.",
+    "replied": "Reply queued in the outbox.",
+    "noted": "Note added.",
+    "reclassified": "Reclassified; the message is now an example the classifier learns from.",
+    "optout": "Opt-out recorded.",
+    "optout_undone": "Opt-out withdrawn.",
+}
+
+
+@router.get("/queue")
+def queue_page(
+    request: Request,
+    user: StaffPage,
+    type: str = Query("", max_length=32),
+    status: str = Query("", max_length=32),
+    assignee: str = Query("", max_length=320),
+    language: str = Query("", max_length=8),
+    q: str = Query("", max_length=200),
+    page: int = Query(1, ge=1, le=100_000),
+) -> Response:
+    app = state(request).app
+    if assignee == "me":
+        assignee = user.email
+    f = queries.QueueFilter(type, status, assignee, language, q, page)
+    result = queries.queue(app, f)
+    params = {k: v for k, v in (("type", type), ("status", status), ("assignee", assignee),
+                                ("language", language), ("q", q)) if v}  # fmt: skip
+
+    def page_link(n: int) -> str:
+        return "/queue?" + urlencode({**params, "page": n})
+
+    return render(
+        request, "queue.html", user, result=result, f=f, choices=queries.queue_choices(app),
+        page_link=page_link, filtered=bool(params),
+    )  # fmt: skip
+
+
+def _ticket_page(
+    request: Request,
+    user: StaffUser,
+    ticket_id: int,
+    *,
+    error: str = "",
+    status_code: int = 200,
+    draft: str = "",
+    preview: review.Draft | None = None,
+    template: str = "",
+) -> Response:
+    app = state(request).app
+    ticket = queries.ticket_detail(app, ticket_id)
+    if ticket is None:
+        raise HTTPException(404, f"There is no ticket JC-{ticket_id}.")
+    if template and not draft:
+        try:
+            draft = review.render_template(app, ticket_id, template, actor=user.email)
+        except review.ReviewError as exc:
+            error = str(exc)
+    with app.sessions() as session:
+        staff = auth.active_emails(session)
+    done = DONE.get(request.query_params.get("done", ""), "")
+    return render(
+        request, "ticket.html", user, status_code, t=ticket, error=error,
+        done=done, draft=draft, preview=preview, template=template,
+        templates=review.staff_templates(app), statuses=review.statuses_for(ticket["type"]),
+        staff=staff, intents=app.classifier.intents.names, scopes=act.SCOPES,
+        suppressed=queries.suppression_status(app, ticket["requester"])["scopes"],
+    )  # fmt: skip
+
+
+@router.get("/tickets/{ticket_id}")
+def ticket_page(
+    ticket_id: int,
+    request: Request,
+    user: StaffPage,
+    template: str = Query("", max_length=64),
+) -> Response:
+    return _ticket_page(request, user, ticket_id, template=template)
+
+
+async def _act(
+    request: Request,
+    user: StaffUser,
+    ticket_id: int,
+    done: str,
+    action: Callable[[], Any],
+    **on_error: Any,
+) -> Response:
+    """Run a review action; back to the ticket with a notice, or the page with the error."""
+    try:
+        await run_in_threadpool(action)
+    except review.ReviewError as exc:
+        error = str(exc)
+        return await run_in_threadpool(
+            lambda: _ticket_page(request, user, ticket_id, error=error, status_code=400, **on_error)
+        )
+    return RedirectResponse(f"/tickets/{ticket_id}?done={done}", status_code=303)
+
+
+@router.post("/tickets/{ticket_id}/assign")
+async def assign(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    assignee: str = Form(""),
+) -> Response:
+    app = state(request).app
+    who = user.email if assignee == "me" else assignee.strip() or None
+    return await _act(request, user, ticket_id, "assigned",
+                      lambda: review.assign(app, ticket_id, who, actor=user.email))  # fmt: skip
+
+
+@router.post("/tickets/{ticket_id}/status")
+async def set_status(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    status: str = Form(""),
+) -> Response:
+    app = state(request).app
+    return await _act(
+        request, user, ticket_id, "status",
+        lambda: review.set_status(app, ticket_id, status, actor=user.email),
+    )  # fmt: skip
+
+
+@router.post("/tickets/{ticket_id}/extend")
+async def extend(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    months: int = Form(2),
+    reason: str = Form(""),
+) -> Response:
+    app = state(request).app
+    return await _act(
+        request, user, ticket_id, "extended",
+        lambda: review.extend_deadline(app, ticket_id, months, reason, actor=user.email),
+    )  # fmt: skip
+
+
+@router.post("/tickets/{ticket_id}/reply/preview")
+async def reply_preview(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    body: str = Form(""),
+    template: str = Form("", max_length=64),
+) -> Response:
+    app = state(request).app
+
+    def show() -> Response:
+        try:
+            draft = review.draft_reply(app, ticket_id, body)
+        except review.ReviewError as exc:
+            return _ticket_page(request, user, ticket_id, error=str(exc), status_code=400,
+                                draft=body, template=template)  # fmt: skip
+        return _ticket_page(request, user, ticket_id, draft=body, preview=draft, template=template)
+
+    return await run_in_threadpool(show)
+
+
+@router.post("/tickets/{ticket_id}/reply")
+async def reply(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    body: str = Form(""),
+    then_status: str = Form(""),
+) -> Response:
+    app = state(request).app
+
+    def send() -> None:
+        if then_status and then_status not in review.statuses_for(_type(app, ticket_id)):
+            raise review.ReviewError(f"status {then_status!r} does not fit this ticket")
+        review.send_reply(app, ticket_id, body, actor=user.email)
+        if then_status:
+            review.set_status(app, ticket_id, then_status, actor=user.email)
+
+    return await _act(request, user, ticket_id, "replied", send, draft=body)
+
+
+def _type(app: Any, ticket_id: int) -> str:
+    detail = queries.ticket_detail(app, ticket_id)
+    if detail is None:
+        raise review.ReviewError(f"no ticket JC-{ticket_id}")
+    return str(detail["type"])
+
+
+@router.post("/tickets/{ticket_id}/note")
+async def note(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    text: str = Form(""),
+) -> Response:
+    app = state(request).app
+    return await _act(request, user, ticket_id, "noted",
+                      lambda: review.add_note(app, ticket_id, text, actor=user.email))  # fmt: skip
+
+
+@router.post("/tickets/{ticket_id}/reclassify")
+async def reclassify(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+) -> Response:
+    app = state(request).app
+    intents = [str(v) for v in (await request.form()).getlist("intents")]
+    return await _act(
+        request, user, ticket_id, "reclassified",
+        lambda: review.reclassify(app, ticket_id, intents, actor=user.email),
+    )  # fmt: skip
+
+
+@router.post("/tickets/{ticket_id}/optout")
+async def optout(
+    ticket_id: int,
+    request: Request,
+    user: StaffForm,
+    address: str = Form(""),
+    undo: str = Form(""),
+) -> Response:
+    app = state(request).app
+    scopes = [str(v) for v in (await request.form()).getlist("scopes")]
+    if undo:
+        return await _act(
+            request, user, ticket_id, "optout_undone",
+            lambda: review.undo_opt_out(app, ticket_id, address, scopes, actor=user.email),
+        )  # fmt: skip
+    return await _act(
+        request, user, ticket_id, "optout",
+        lambda: review.apply_opt_out(app, ticket_id, address, scopes, actor=user.email),
+    )  # fmt: skip
+
+
+# -- opt-outs and the audit log -------------------------------------------------------------
+
+
+@router.get("/suppressions")
+def suppressions_page(
+    request: Request,
+    user: StaffPage,
+    q: str = Query("", max_length=320),
+    withdrawn: bool = Query(False),
+) -> Response:
+    app = state(request).app
+    rows = queries.suppressions(app, q, include_withdrawn=withdrawn, limit=500)
+    return render(request, "suppressions.html", user, rows=rows, q=q, withdrawn=withdrawn,
+                  limit=500)  # fmt: skip
+
+
+@router.get("/suppressions.csv")
+def suppressions_csv(
+    request: Request,
+    user: StaffPage,
+    q: str = Query("", max_length=320),
+    withdrawn: bool = Query(False),
+) -> Response:
+    rows = queries.suppressions(state(request).app, q, include_withdrawn=withdrawn, limit=None)
+    return Response(
+        queries.suppressions_csv(rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
+    )
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    user: StaffPage,
+    kind: str = Query("", max_length=64),
+    actor: str = Query("", max_length=320),
+    ticket: str = Query("", max_length=12),
+    page: int = Query(1, ge=1, le=100_000),
+) -> Response:
+    ticket_id = int(ticket.removeprefix("JC-")) if ticket.removeprefix("JC-").isdigit() else None
+    result = queries.audit_log(
+        state(request).app, kind=kind, actor=actor, ticket=ticket_id, page=page
+    )
+    params = {k: v for k, v in (("kind", kind), ("actor", actor), ("ticket", ticket)) if v}
+    return render(
+        request, "audit.html", user, result=result, kind=kind, actor=actor, ticket=ticket,
+        prev_link="/audit?" + urlencode({**params, "page": page - 1}) if page > 1 else "",
+        next_link="/audit?" + urlencode({**params, "page": page + 1}) if result["more"] else "",
+    )  # fmt: skip
