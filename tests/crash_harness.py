@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -79,11 +78,13 @@ def run(workdir: Path, db_url: str, messages: int, kills: int, seed: int = 1, lo
         env = {**os.environ, **serve_env(db_url, imap_url=dovecot.imap_url(), smtp_url=relay.url)}
         env["PRIVBOT_SEND_LEASE_SECONDS"] = "1"
         ids = [f"crash{i}.{uuid.uuid4().hex[:8]}@example.org" for i in range(messages)]
-        deliverer = threading.Thread(target=_deliver, args=(dovecot, ids, rng.random()))
-        deliverer.start()
+        # Mail keeps arriving the whole run: a slice before each round, so every kill
+        # lands on work in progress, however fast this machine is.
+        per_round = -(-messages // kills)
         app = build_app(load_settings({"PRIVBOT_DATABASE_URL": db_url}))
         rounds = 0
         while sum(report.kills.values()) < kills and rounds < kills * 3:
+            _deliver(dovecot, ids[rounds * per_round : (rounds + 1) * per_round])
             rounds += 1
             crashing = {**env, "PRIVBOT_CRASH_POINTS": CRASH_POINTS}
             proc = subprocess.Popen(
@@ -105,9 +106,7 @@ def run(workdir: Path, db_url: str, messages: int, kills: int, seed: int = 1, lo
                     proc.stderr.close()
             if rounds % 25 == 0:
                 log(f"  {sum(report.kills.values())} kills so far, {_done(app)} handled")
-            if _done(app) >= messages and not deliverer.is_alive() and _unsent(app) == 0:
-                break
-        deliverer.join()
+        _deliver(dovecot, ids[rounds * per_round :])
         # The last run, undisturbed: whatever the kills left must be finished now.
         final = subprocess.Popen(
             [sys.executable, "-m", "privbot", "serve"], env=env,
@@ -128,12 +127,12 @@ def run(workdir: Path, db_url: str, messages: int, kills: int, seed: int = 1, lo
     return report
 
 
-def _deliver(dovecot: Dovecot, ids: list[str], jitter: float) -> None:
-    for i, message_id in enumerate(ids):
-        dovecot.deliver(mail(sender=f"person{i}@example.org", subject=f"request {i}",
+def _deliver(dovecot: Dovecot, ids: list[str]) -> None:
+    for message_id in ids:
+        person = message_id.split(".")[0]
+        dovecot.deliver(mail(sender=f"{person}@example.org", subject=f"request {person}",
                              body="Do you share my data with third parties?",
                              message_id=message_id))  # fmt: skip
-        time.sleep(0.002 + jitter * 0.003)
 
 
 def _done(app) -> int:
