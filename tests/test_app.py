@@ -65,3 +65,17 @@ def test_a_phrase_added_as_data_is_understood(tmp_path: Path, sqlite_url: str) -
     )
     app = make_app(sqlite_url, intents_dir=str(intents), replies_dir=str(replies))
     assert "deletion" in app.classifier.classify("Please zap my account, thanks.").intents
+
+
+def test_another_process_learns_a_correction_at_its_refresh(sqlite_url: str) -> None:
+    from privbot.models import Example, utcnow
+
+    text = "Please zap my account, thanks."
+    serving, staff_side = make_app(sqlite_url), make_app(sqlite_url)
+    assert "deletion" not in serving.classifier.classify(text).intents
+    assert serving.classifier.refresh(serving.sessions) is False  # nothing new
+    with staff_side.sessions.begin() as s:
+        s.add(Example(text=text, intent="deletion", language="en", created_by="ada@x",
+                      created_at=utcnow()))  # fmt: skip
+    assert serving.classifier.refresh(serving.sessions) is True
+    assert "deletion" in serving.classifier.classify(text).intents

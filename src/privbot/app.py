@@ -7,11 +7,11 @@ an `App` handed in (tests build their own).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,7 +20,7 @@ from privbot.config import ConfigError, Settings
 from privbot.models import Example
 from privbot.policy import Policy, PolicyError, load_policy, load_topics
 from privbot.replies import Replies, load_replies
-from privbot.understand import Classifier, IntentsError, load_intents
+from privbot.understand import Classification, Classifier, Intents, IntentsError, load_intents
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,53 @@ class App:
     sessions: sessionmaker[Session]
     replies: Replies
     policy: Policy
-    classifier: Classifier
+    classifier: LiveClassifier
     # Set when there is new work, so idle workers wake at once instead of at their next poll.
     inbound_ready: threading.Event = field(default_factory=threading.Event)
     outbox_ready: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class LiveClassifier:
+    """The classifier, rebuilt when staff corrections add examples: they count from then on,
+    in this process at once and in every other at its next `refresh` (the processor loop)."""
+
+    def __init__(
+        self,
+        current: Classifier,
+        rebuild: Callable[[list[tuple[str, str, str]]], Classifier] | None = None,
+        seen: int = 0,
+    ) -> None:
+        self._current = current
+        self._rebuild = rebuild
+        self._seen = seen  # the newest example id built in
+        self._lock = threading.Lock()
+
+    @property
+    def intents(self) -> Intents:
+        return self._current.intents
+
+    def classify(self, new_text: str, subject: str = "") -> Classification:
+        return self._current.classify(new_text, subject)
+
+    def refresh(self, sessions: sessionmaker[Session]) -> bool:
+        """Rebuild if staff added examples since; True if it did."""
+        if self._rebuild is None:
+            return False
+        with sessions() as session:
+            try:
+                newest = session.scalar(select(func.max(Example.id))) or 0
+            except (OperationalError, ProgrammingError):
+                return False
+        if newest <= self._seen:
+            return False
+        with self._lock:
+            if newest > self._seen:
+                self._current = self._rebuild(_staff_examples(sessions))
+                self._seen = newest
+        return True
 
 
 def data_folder(name: str) -> Path:
@@ -72,12 +112,23 @@ def build_app(settings: Settings, *, migrate: bool = True) -> App:
     if migrate:
         db.upgrade(engine)
     sessions = db.make_sessions(engine)
-    replies, policy, classifier = load_understanding(settings, _staff_examples(sessions))
-    return App(settings, engine, sessions, replies, policy, classifier)
+    examples = _staff_examples(sessions)
+    replies, policy, classifier = load_understanding(settings, examples)
+
+    def rebuild(newer: list[tuple[str, str, str]]) -> Classifier:
+        return load_understanding(settings, newer)[2]
+
+    with sessions() as session:
+        try:
+            seen = session.scalar(select(func.max(Example.id))) or 0
+        except (OperationalError, ProgrammingError):
+            seen = 0
+    live = LiveClassifier(classifier, rebuild, seen)
+    return App(settings, engine, sessions, replies, policy, live)
 
 
 def _staff_examples(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:
-    """Reclassifications staff made: the classifier learns from them at every start."""
+    """Reclassifications staff made, oldest first: examples the classifier learns from."""
     with sessions() as session:
         try:
             rows = session.execute(

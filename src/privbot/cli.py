@@ -220,10 +220,10 @@ def format_table(rows: list[dict[str, Any]], columns: list[str], width: int = 48
 
 def _understanding_app(settings: Settings) -> App:
     """An App for commands that only read mail: no database is touched or created."""
-    from privbot.app import load_understanding
+    from privbot.app import LiveClassifier, load_understanding
 
     replies, policy, classifier = load_understanding(settings)
-    return App(settings, None, None, replies, policy, classifier)  # type: ignore[arg-type]
+    return App(settings, None, None, replies, policy, LiveClassifier(classifier))  # type: ignore[arg-type]
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:

@@ -312,7 +312,8 @@ def reclassify(app: App, ticket_id: int, intents: list[str], *, actor: str) -> T
             previous=previous, type=ticket.type, previous_type=previous_type,
             example=bool(text),
         )  # fmt: skip
-        return ticket
+    app.classifier.refresh(app.sessions)  # the correction counts from now on
+    return ticket
 
 
 def _example_text(message: Message) -> str:

@@ -21,6 +21,7 @@ def run_processor(app: App, stop: threading.Event, poll: float = 2.0) -> None:
     """Process stored messages still waiting: SMTP intake, and anything a crash left behind."""
     while not stop.is_set():
         try:
+            app.classifier.refresh(app.sessions)  # corrections staff made in another process
             outcomes = pipeline.process_pending(app)
         except Exception:
             log.exception("processor: round failed")
