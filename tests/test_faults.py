@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import smtplib
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -134,6 +137,7 @@ def test_postgresql_down_under_load(
 
 def _send(port: int, raw: bytes) -> bool:
     """One delivery attempt: True on 250, False on 451 (anything else fails the test)."""
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # smtplib sends bytes as given
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
             smtp.sendmail("load@example.org", ["support@junocloud.me"], raw)
@@ -171,6 +175,50 @@ def test_read_only_sqlite_refuses_with_451(tmp_path: Path) -> None:
         ):
             smtp.sendmail("a@example.org", ["support@junocloud.me"], mail())
         assert caught.value.smtp_code == 451
+    finally:
+        controller.stop()
+        app.close()
+
+
+@pytest.fixture
+def tiny_disk(server_tmp_path: Path) -> Iterator[Path]:
+    """A 3 MB filesystem of its own, to fill up for real."""
+    mount = server_tmp_path / "tiny"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)  # fmt: skip
+    if result.returncode != 0:
+        unavailable(f"cannot mount a small tmpfs for the disk-full test: {result.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_refuses_with_451_and_acknowledges_only_what_was_stored(
+    tiny_disk: Path,
+) -> None:
+    port = free_port()
+    app = make_app(f"sqlite:///{tiny_disk / 'privbot.db'}", listen=f"127.0.0.1:{port}")
+    controller = start_receiver(app)
+    filler = tiny_disk / "filler"
+    try:
+        free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+        filler.write_bytes(b"\0" * max(free - 400_000, 0))  # leave room for a few messages
+        accepted, refused = [], 0
+        for i in range(40):
+            raw = mail(sender=f"full{i}@example.org", message_id=f"full{i}@x",
+                       body=("filling the disk\n" * 4000) + str(i))  # fmt: skip
+            if _send(port, raw):
+                accepted.append(f"<full{i}@x>")
+            else:
+                refused += 1
+        assert accepted and refused, (len(accepted), refused)
+        with app.sessions() as s:
+            stored = set(s.scalars(select(Message.message_id)).all())
+        assert set(accepted) <= stored  # every 250 was a stored message
+        filler.unlink()  # space again: mail is taken again
+        assert _send(port, mail(sender="after@example.org", message_id="after@x"))
     finally:
         controller.stop()
         app.close()
