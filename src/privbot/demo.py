@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,6 +28,7 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from privbot.app import App, build_app
+from privbot.auth import add_staff
 from privbot.cli import format_table
 from privbot.config import load_settings
 from privbot.models import Message, Outgoing, Suppression, Ticket
@@ -34,6 +36,7 @@ from privbot.serve import Service
 
 SAMPLES = Path(__file__).with_name("demo_mail")
 USER, PASSWORD = "support", "demo"
+STAFF, STAFF_PASSWORD = "demo@junocloud.me", "demo-password"
 
 
 @dataclass
@@ -163,9 +166,12 @@ def run_demo(wait: bool = True) -> int:
             "PRIVBOT_IMAP_URL": f"imap://{USER}:{PASSWORD}@127.0.0.1:{imap_port}/INBOX",
             "PRIVBOT_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "PRIVBOT_WEB": f"127.0.0.1:{_free_port()}",
+            "PRIVBOT_SECRET_KEY": uuid.uuid4().hex,  # sessions last as long as the demo
         }
     )
     app = build_app(settings)
+    with app.sessions.begin() as session:
+        add_staff(session, STAFF, STAFF_PASSWORD, actor="demo")
     service = None
     try:
         count = _deliver_samples(imap_port)
@@ -173,7 +179,10 @@ def run_demo(wait: bool = True) -> int:
         service = Service(app).start()
         _wait_done(app, count, capture)
         print(_report(app, capture))
+        web = f"http://{settings.web[0]}:{settings.web[1]}"
         print(f"\nDatabase: {workdir / 'privbot.db'}")
+        print(f"Staff queue: {web}/ (sign in as {STAFF}, password {STAFF_PASSWORD})")
+        print(f"Privacy chat: {web}/chat")
         if wait:
             print(
                 f"\nStill serving. Add mail with any IMAP client "

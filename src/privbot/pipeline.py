@@ -3,9 +3,11 @@
     intake ─► store ─► parse ─► screen ─► classify ─► thread ─► act ─► reply (outbox)
 
 Channels (IMAP watcher, SMTP receiver, `privbot ingest`) only call `receive`: the raw bytes
-are stored and committed first, then `process` does everything else in ONE transaction, so
-a crash at any point leaves either nothing done (the message is still `received` and is
-done again) or everything done. Each step is a call into a module named for it.
+are stored and committed first. `process` then examines the message (parse, screen,
+classify, verify the sender: pure, nothing written) and writes everything it decides in ONE
+transaction, so a crash at any point leaves either nothing done (the message is still
+`received` and is done again) or everything done. Each step is a call into a module named
+for it.
 """
 
 from __future__ import annotations
@@ -127,10 +129,11 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
         return _set_aside(session, message, "screened", seen.skip or "not understood", ticket)
 
     # thread: a reply joins its ticket; anything else opens one
-    verdict = sender_verdict(parsed, settings.trusted_authserv_id)
+    verdict = seen.verdict
     message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
-    doubt = _doubt(app, verdict)
-    decision = act.plan(understanding, app.classifier.intents, parsed.from_addr, doubt)
+    decision = act.plan(
+        understanding, app.classifier.intents, parsed.from_addr, _doubt(app, verdict)
+    )
     ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
     joined = ticket is not None
     if ticket is None:
@@ -280,6 +283,9 @@ def _why(understanding: Classification, decision: act.Plan) -> dict[str, object]
     }
 
 
+NOT_EXAMINED = Verdict("none", "not examined")
+
+
 @dataclass(frozen=True)
 class Examination:
     """What a message is, before anything is done with it."""
@@ -288,6 +294,7 @@ class Examination:
     problem: str | None = None  # it cannot be handled at all: quarantine for staff
     skip: str | None = None  # it must never be answered (a machine, spam)
     understanding: Classification | None = None
+    verdict: Verdict = NOT_EXAMINED  # is the sender who From says?
 
 
 def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examination:
@@ -311,10 +318,10 @@ def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examinati
         return Examination(parsed, skip=reason)
     understanding = app.classifier.classify(parsed.new_text, parsed.subject)
     if understanding.spam:
-        return Examination(
-            parsed, skip="spam: no privacy request, spam signals", understanding=understanding
-        )
-    return Examination(parsed, understanding=understanding)
+        skip = "spam: no privacy request, spam signals"
+        return Examination(parsed, skip=skip, understanding=understanding)
+    verdict = sender_verdict(parsed, app.settings.trusted_authserv_id)
+    return Examination(parsed, understanding=understanding, verdict=verdict)
 
 
 def _claim(session: Session, message_id: int) -> Message | None:
