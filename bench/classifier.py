@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from bench.harness import bar, summary
 from privbot.app import App
 from privbot.pipeline import examine
-from privbot.understand.evaluate import _parser, fill_letter
+from privbot.understand.corpora import fill_letter
+from privbot.understand.corpora import mail_parser as _parser
 from tests.apps import mail
 
 T = TypeVar("T")

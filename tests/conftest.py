@@ -41,6 +41,12 @@ def unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def require(reason: str | None) -> None:
+    """`unavailable(reason)` when a server's `available()` gave a reason, else nothing."""
+    if reason:
+        unavailable(reason)
+
+
 @pytest.fixture
 def server_tmp_path() -> Iterator[Path]:
     """A fresh directory under a 0755 base (/tmp/privbot-tests/<uuid>), removed afterwards."""
@@ -58,48 +64,30 @@ def server_tmp_path() -> Iterator[Path]:
 @pytest.fixture
 def dovecot(server_tmp_path: Path) -> Iterator[Dovecot]:
     """A running private Dovecot (IMAP + LMTP), user support@junocloud.me / secret."""
-    reason = Dovecot.available()
-    if reason:
-        unavailable(reason)
-    server = Dovecot(server_tmp_path / "dovecot")
-    server.start()
-    try:
+    require(Dovecot.available())
+    with Dovecot(server_tmp_path / "dovecot") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def relay() -> Iterator[CaptureRelay]:
     """A running CaptureRelay (SMTP on a free loopback port) recording every message."""
-    server = CaptureRelay()
-    server.start()
-    try:
+    with CaptureRelay() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def pymap_server() -> Iterator[PymapServer]:
     """A running pymap (in-memory IMAP), user support@junocloud.me / secret."""
-    reason = PymapServer.available()
-    if reason:
-        unavailable(reason)
-    server = PymapServer()
-    server.start()
-    try:
+    require(PymapServer.available())
+    with PymapServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def postgres_database() -> Iterator[PostgresDatabase]:
     """A fresh PostgreSQL database (``.url``, ``.conninfo``, ``.name``), dropped after the test."""
-    reason = PostgresDatabase.available()
-    if reason:
-        unavailable(reason)
+    require(PostgresDatabase.available())
     database = PostgresDatabase()
     try:
         yield database

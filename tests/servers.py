@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -126,6 +127,73 @@ def _imap_url(user: str, password: str, port: int, folder: str) -> str:
     )
 
 
+class _Service:
+    """A server the tests start and stop, also as ``with Server() as s:``."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _ImapServer(_Service):
+    """What both IMAP servers here share: the address, a logged-in client, reading a folder,
+    use as a context manager. Subclasses set the attributes below and start() and stop()."""
+
+    user: str
+    password: str
+    _imap_port: int
+    _process: subprocess.Popen[bytes] | None
+
+    @property
+    def host(self) -> str:
+        return LOCALHOST
+
+    @property
+    def imap_port(self) -> int:
+        return self._imap_port
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def imap_url(self, folder: str = "INBOX") -> str:
+        """``imap://USER:PASSWORD@127.0.0.1:PORT/FOLDER``, user and password percent-encoded."""
+        return _imap_url(self.user, self.password, self._imap_port, folder)
+
+    def client(self) -> imapclient.IMAPClient:
+        """A new IMAPClient logged in as the bot's user (TCP_NODELAY set). Caller logs out."""
+        return _new_client(self.host, self._imap_port, self.user, self.password)
+
+    @contextlib.contextmanager
+    def _logged_in(self) -> Iterator[imapclient.IMAPClient]:
+        """A client for one job, logged out after it (a failing logout is ignored)."""
+        client = self.client()
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    def folder_messages(self, folder: str = "INBOX") -> list[bytes]:
+        """Raw bytes of every message in ``folder`` by UID order; [] if it does not exist."""
+        with self._logged_in() as client:
+            return _folder_messages(client, folder)
+
+
 # --------------------------------------------------------------------------------------
 # Dovecot
 # --------------------------------------------------------------------------------------
@@ -192,7 +260,7 @@ default_login_user = {user}
 """
 
 
-class Dovecot:
+class Dovecot(_ImapServer):
     """A private Dovecot (IMAP + LMTP) instance living entirely in one directory.
 
     Every parent of ``directory`` must be traversable by the ``dovecot`` user when running
@@ -240,20 +308,8 @@ class Dovecot:
     # -- properties -------------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        return LOCALHOST
-
-    @property
-    def imap_port(self) -> int:
-        return self._imap_port
-
-    @property
     def lmtp_port(self) -> int:
         return self._lmtp_port
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
 
     @property
     def config_path(self) -> Path:
@@ -266,10 +322,6 @@ class Dovecot:
     @property
     def mail_dir(self) -> Path:
         return self.directory / "mail"
-
-    def imap_url(self, folder: str = "INBOX") -> str:
-        """``imap://USER:PASSWORD@127.0.0.1:PORT/FOLDER``, user and password percent-encoded."""
-        return _imap_url(self.user, self.password, self._imap_port, folder)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -413,18 +465,6 @@ class Dovecot:
         self.stop()
         self.start()
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- mail -------------------------------------------------------------------------
 
     def _close_lmtp(self) -> None:
@@ -459,29 +499,12 @@ class Dovecot:
                     raise RuntimeError(f"LMTP refused {rcpt}: {refused}")
                 return
 
-    def client(self) -> imapclient.IMAPClient:
-        """A new IMAPClient logged in as the bot's user (TCP_NODELAY set). Caller logs out."""
-        return _new_client(self.host, self._imap_port, self.user, self.password)
-
-    def folder_messages(self, folder: str = "INBOX") -> list[bytes]:
-        """Raw bytes of every message in ``folder`` by UID order; [] if it does not exist."""
-        client = self.client()
-        try:
-            return _folder_messages(client, folder)
-        finally:
-            with contextlib.suppress(Exception):
-                client.logout()
-
     def folder_count(self, folder: str = "INBOX") -> int:
         """Number of messages in ``folder`` (0 if it does not exist)."""
-        client = self.client()
-        try:
+        with self._logged_in() as client:
             if not client.folder_exists(folder):
                 return 0
             return int(client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"])
-        finally:
-            with contextlib.suppress(Exception):
-                client.logout()
 
 
 # --------------------------------------------------------------------------------------
@@ -537,7 +560,7 @@ class _RelayHandler:
         return "250 Message accepted for delivery"
 
 
-class CaptureRelay:
+class CaptureRelay(_Service):
     """An aiosmtpd SMTP server on a free loopback port that records what it accepts.
 
     Fault injection: ``fail_with`` (DATA answers a code), ``reject_rcpt`` (RCPT answers a code
@@ -618,18 +641,6 @@ class CaptureRelay:
         controller, self._controller = self._controller, None
         if controller is not None:
             controller.stop()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- captured mail ----------------------------------------------------------------
 
@@ -803,7 +814,7 @@ class PostgresDatabase:
 # --------------------------------------------------------------------------------------
 
 
-class PymapServer:
+class PymapServer(_ImapServer):
     """pymap's in-memory ``dict`` backend as a subprocess: a fast second IMAP target.
 
     Pitfalls: one user only (several connections of that user are fine), custom keywords
@@ -815,7 +826,7 @@ class PymapServer:
     def __init__(self, user: str = "support@junocloud.me", password: str = "secret") -> None:
         self.user = user
         self.password = password
-        self._port = free_port()
+        self._imap_port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         self._log = b""
 
@@ -831,21 +842,6 @@ class PymapServer:
             return f"pymap is not installed next to {sys.executable} (pip install pymap)"
         return None
 
-    @property
-    def host(self) -> str:
-        return LOCALHOST
-
-    @property
-    def imap_port(self) -> int:
-        return self._port
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def imap_url(self, folder: str = "INBOX") -> str:
-        return _imap_url(self.user, self.password, self._port, folder)
-
     def start(self) -> None:
         """Start pymap and wait until it accepts connections (RuntimeError after 10 s)."""
         if self.is_running:
@@ -859,7 +855,7 @@ class PymapServer:
                 "--host",
                 LOCALHOST,
                 "--port",
-                str(self._port),
+                str(self._imap_port),
                 "--no-tls",
                 "dict",
                 "--demo-user",
@@ -872,12 +868,12 @@ class PymapServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        if not wait_for_port(self._port, self.START_TIMEOUT, process=self._process):
+        if not wait_for_port(self._imap_port, self.START_TIMEOUT, process=self._process):
             self._process.kill()
             output, _ = self._process.communicate()
             self._process = None
             raise RuntimeError(
-                f"pymap did not start on port {self._port} within {self.START_TIMEOUT} s:\n"
+                f"pymap did not start on port {self._imap_port} within {self.START_TIMEOUT} s:\n"
                 f"{output.decode(errors='replace')[-3000:]}"
             )
 
@@ -890,38 +886,9 @@ class PymapServer:
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
 
-    def client(self) -> imapclient.IMAPClient:
-        """A new IMAPClient logged in (TCP_NODELAY set). Caller logs out."""
-        return _new_client(self.host, self._port, self.user, self.password)
-
     def append(self, raw: bytes, folder: str = "INBOX") -> None:
         """APPEND one raw message to ``folder`` (created if missing)."""
-        client = self.client()
-        try:
+        with self._logged_in() as client:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
             client.append(folder, raw)
-        finally:
-            with contextlib.suppress(Exception):
-                client.logout()
-
-    def folder_messages(self, folder: str = "INBOX") -> list[bytes]:
-        """Raw bytes of every message in ``folder`` by UID order; [] if it does not exist."""
-        client = self.client()
-        try:
-            return _folder_messages(client, folder)
-        finally:
-            with contextlib.suppress(Exception):
-                client.logout()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

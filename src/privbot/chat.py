@@ -23,6 +23,7 @@ from privbot import pipeline
 from privbot.app import App
 from privbot.mail.compose import compose_reply
 from privbot.models import ChatRequest, Outgoing, utcnow
+from privbot.outgoing import pending_outgoing
 from privbot.reply_parts import answer_text
 from privbot.tickets import record
 
@@ -175,22 +176,12 @@ def _send_link(
             body=body,
             domain=app.settings.domain,
         )
-        now = utcnow()
-        row = Outgoing(
-            message_id=mail.message_id,
-            to_addr=address,
-            subject=mail.subject,
-            raw=mail.message.as_bytes(),
-            kind="confirm",
-            status="pending",
-            next_attempt_at=now,
-            created_at=now,
-        )
+        row = pending_outgoing(mail, to_addr=address, kind="confirm")
         db.add(row)
         db.flush()
         request.address = address
         request.status = "link_sent"
-        request.link_sent_at = now
+        request.link_sent_at = row.created_at
         record(
             db, "chat_link_queued", actor=ACTOR, address=address, request=request.id,
             intents=list(request.intents), outbox=row.id,

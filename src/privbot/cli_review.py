@@ -9,8 +9,11 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from privbot import auth, queries, review
 from privbot.app import App, build_app
@@ -97,6 +100,20 @@ def _with_app(settings: Settings) -> App:
 # -- staff and tokens -------------------------------------------------------------------------
 
 
+def _auth_action(settings: Settings, what: str, work: Callable[[Session], str]) -> int:
+    """Run `work` in one transaction and print what it says; an `AuthError` fails `what`."""
+    app = _with_app(settings)
+    try:
+        with app.sessions.begin() as session:
+            message = work(session)
+    except auth.AuthError as exc:
+        return _fail(f"{what}: {exc}")
+    finally:
+        app.close()
+    print(message)
+    return 0
+
+
 def _staff_add(args: argparse.Namespace, settings: Settings) -> int:
     password = os.environ.get("PRIVBOT_STAFF_PASSWORD")
     if password is None:
@@ -105,17 +122,14 @@ def _staff_add(args: argparse.Namespace, settings: Settings) -> int:
         password = getpass.getpass(f"Password for {args.email}: ")
         if getpass.getpass("Again: ") != password:
             return _fail("staff add: the passwords differ")
-    app = _with_app(settings)
-    try:
-        with app.sessions.begin() as session:
-            staff = auth.add_staff(session, args.email, password)
-            email = staff.email
-    except auth.AuthError as exc:
-        return _fail(f"staff add: {exc}")
-    finally:
-        app.close()
-    print(f"staff account {email} is ready")
-    return 0
+
+    secret: str = password
+
+    def add(session: Session) -> str:
+        staff = auth.add_staff(session, args.email, secret)
+        return f"staff account {staff.email} is ready"
+
+    return _auth_action(settings, "staff add", add)
 
 
 def _staff_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -139,31 +153,22 @@ def _staff_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _staff_disable(args: argparse.Namespace, settings: Settings) -> int:
-    app = _with_app(settings)
-    try:
-        with app.sessions.begin() as session:
-            auth.disable_staff(session, args.email)
-    except auth.AuthError as exc:
-        return _fail(f"staff disable: {exc}")
-    finally:
-        app.close()
-    print(f"staff account {args.email.strip().lower()} is disabled and signed out")
-    return 0
+    def disable(session: Session) -> str:
+        auth.disable_staff(session, args.email)
+        return f"staff account {args.email.strip().lower()} is disabled and signed out"
+
+    return _auth_action(settings, "staff disable", disable)
 
 
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
-    app = _with_app(settings)
-    try:
-        with app.sessions.begin() as session:
-            token = auth.create_token(session, args.name)
-    except auth.AuthError as exc:
-        return _fail(f"token create: {exc}")
-    finally:
-        app.close()
-    print(f"API token {args.name.strip()!r} created. It is shown only now; send it as")
-    print("Authorization: Bearer TOKEN")
-    print(token)
-    return 0
+    def create(session: Session) -> str:
+        token = auth.create_token(session, args.name)
+        return (
+            f"API token {args.name.strip()!r} created. It is shown only now; send it as\n"
+            f"Authorization: Bearer TOKEN\n{token}"
+        )
+
+    return _auth_action(settings, "token create", create)
 
 
 # -- tickets --------------------------------------------------------------------------------

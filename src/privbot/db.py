@@ -44,6 +44,8 @@ def _serialise_writers(engine: Engine) -> None:
         dbapi = conn.connection.dbapi_connection
         dbapi.take_write_lock()
         try:
+            if conn.get_execution_options().get(DURABLE):
+                dbapi.sync_next_commit()
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             dbapi.drop_write_lock()
@@ -57,12 +59,21 @@ def _locked_connection_class() -> type[sqlite3.Connection]:
 
     class LockedConnection(sqlite3.Connection):
         holds = False
+        full_sync = False
+
+        def sync_next_commit(self) -> None:
+            # Only outside a transaction may the safety level change.
+            self.execute("PRAGMA synchronous=FULL")
+            self.full_sync = True
 
         def take_write_lock(self) -> None:
             lock.acquire()
             self.holds = True
 
         def drop_write_lock(self) -> None:
+            if self.full_sync:
+                self.full_sync = False
+                self.execute("PRAGMA synchronous=NORMAL")
             if self.holds:
                 self.holds = False
                 lock.release()
@@ -80,6 +91,7 @@ def _locked_connection_class() -> type[sqlite3.Connection]:
                 self.drop_write_lock()
 
         def close(self) -> None:
+            self.full_sync = False  # nothing to reset on a closed connection
             try:
                 super().close()
             finally:
@@ -92,11 +104,26 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # let the "begin" event emit BEGIN itself
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit is on disk before SMTP says 250, also across a power cut.
-    cur.execute("PRAGMA synchronous=FULL")
+    # NORMAL in WAL survives any crash of privbot; a power cut may lose the last commits.
+    # Commits that others rely on (a stored message before SMTP's 250, a reply claimed
+    # before it is sent) ask for FULL through `durably` and are on disk first.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+DURABLE = "privbot_durable"
+
+
+def durably(session: Session) -> Session:
+    """Make this session's transaction reach the disk at COMMIT, also on SQLite.
+
+    Call before the first statement. Writes earlier in the WAL go to disk with it, so the
+    transactions before it are durable too. PostgreSQL commits are durable already.
+    """
+    session.connection(execution_options={DURABLE: True})
+    return session
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

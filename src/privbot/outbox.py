@@ -14,15 +14,18 @@ import re
 import smtplib
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from privbot.app import App
 from privbot.config import SmtpSettings
 from privbot.crashpoints import crash_point
+from privbot.db import durably
 from privbot.models import Outgoing, Ticket, utcnow
 from privbot.tickets import record
 
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
 BACKOFF_CAP_SECONDS = 3600.0
+# Replies claimed per transaction; each is still marked on its own right after it is sent.
+BATCH = 10
+LEASE_MARGIN = timedelta(seconds=35)  # longer than one send may take (30 s timeout)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
@@ -110,46 +116,90 @@ def backoff(attempts: int, base: float) -> float:
 
 def claim_next(app: App) -> Outgoing | None:
     """Take the next due reply under a lease; None when nothing is due."""
+    rows = claim_due(app, 1)
+    return rows[0] if rows else None
+
+
+def claim_due(app: App, limit: int) -> list[Outgoing]:
+    """Take up to `limit` due replies under one lease, in one transaction."""
     now = utcnow()
     due = or_(
         and_(Outgoing.status == "pending", Outgoing.next_attempt_at <= now),
         and_(Outgoing.status == "sending", Outgoing.lease_until < now),  # a dead sender's
     )
     with app.sessions.begin() as session:
-        row = session.scalar(
+        # On disk before anything is sent: and with it everything the pipeline committed
+        # before, so no power cut can lose a ticket whose reply already went out.
+        durably(session)
+        rows = session.scalars(
             select(Outgoing)
             .where(due)
             .order_by(Outgoing.next_attempt_at, Outgoing.id)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
-        )
-        if row is None:
-            return None
-        row.status = "sending"
-        row.lease_until = now + timedelta(seconds=app.settings.send_lease_seconds)
-        row.attempts += 1
-        return row
+        ).all()
+        lease = now + timedelta(seconds=app.settings.send_lease_seconds)
+        for row in rows:
+            row.status = "sending"
+            row.lease_until = lease
+            row.attempts += 1
+        return list(rows)
 
 
 def send_one(app: App, mailer: Mailer) -> bool:
     """Send the next due reply, if any. Returns False when there was nothing to send."""
-    row = claim_next(app)
-    if row is None:
-        return False
+    return send_due(app, mailer, 1) > 0
+
+
+def send_due(app: App, mailer: Mailer, limit: int = BATCH) -> int:
+    """Send up to `limit` due replies over one connection; returns how many were taken."""
+    rows = claim_due(app, limit)
+    margin = min(LEASE_MARGIN, timedelta(seconds=app.settings.send_lease_seconds / 2))
+    for index, row in enumerate(rows):
+        # A lease that ran out while earlier ones were sent is no longer ours to use.
+        if row.lease_until is None or row.lease_until - margin < utcnow():
+            _release(app, rows[index:])
+            break
+        if not _send_row(app, mailer, row):
+            _release(app, rows[index + 1 :])  # the relay is away: the rest wait their turn
+            break
+    return len(rows)
+
+
+def _send_row(app: App, mailer: Mailer, row: Outgoing) -> bool:
+    """Send one claimed reply and record the outcome; False if the relay failed for now."""
     try:
         mailer.send(app.settings.address, row.to_addr, row.raw)
     except PermanentFailure as exc:
         _finish(app, row, "failed", str(exc))
+        return True  # this recipient is refused; the relay takes the others
     except TemporaryFailure as exc:
         if row.attempts >= MAX_ATTEMPTS:
             _finish(app, row, "failed", f"gave up after {row.attempts} attempts: {exc}")
         else:
             delay = backoff(row.attempts, app.settings.retry_seconds)
             _finish(app, row, "pending", str(exc), retry_in=delay)
-    else:
-        crash_point(app.settings, "after_send")  # the relay has it; we have not marked it
-        _finish(app, row, "sent", None)
+        return False
+    crash_point(app.settings, "after_send")  # the relay has it; we have not marked it
+    _finish(app, row, "sent", None)
     return True
+
+
+def _release(app: App, rows: list[Outgoing]) -> None:
+    """Give claimed, unsent replies back: due again at once, the attempt not counted."""
+    if not rows:
+        return
+    with app.sessions.begin() as session:
+        for row in rows:
+            session.execute(
+                update(Outgoing)
+                .where(
+                    Outgoing.id == row.id,
+                    Outgoing.status == "sending",
+                    Outgoing.lease_until == row.lease_until,
+                )
+                .values(status="pending", lease_until=None, attempts=Outgoing.attempts - 1)
+            )
 
 
 def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: float = 0.0) -> None:
@@ -159,18 +209,28 @@ def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: f
         values["sent_at"] = now
     if status == "pending":
         values["next_attempt_at"] = now + timedelta(seconds=retry_in)
-    with app.sessions.begin() as session:
-        # Only if our lease still holds: never overwrite what another sender did since.
-        session.execute(
-            update(Outgoing)
-            .where(
-                Outgoing.id == row.id,
-                Outgoing.status == "sending",
-                Outgoing.lease_until == row.lease_until,
-            )
-            .values(**values)
-        )
-        _audit(session, row, status, error)
+    while True:
+        try:
+            with app.sessions.begin() as session:
+                # Only if our lease still holds: never overwrite what another sender did since.
+                session.execute(
+                    update(Outgoing)
+                    .where(
+                        Outgoing.id == row.id,
+                        Outgoing.status == "sending",
+                        Outgoing.lease_until == row.lease_until,
+                    )
+                    .values(**values)
+                )
+                _audit(session, row, status, error)
+            return
+        except DBAPIError:
+            # The database is away. We know what happened to this reply: keep trying to say
+            # so while our lease holds; after it, another sender would send it again anyway.
+            if row.lease_until is None or utcnow() >= row.lease_until:
+                raise
+            log.warning("outbox: cannot mark reply %s %s yet; retrying", row.id, status)
+            time.sleep(0.5)
 
 
 def _audit(session: Session, row: Outgoing, status: str, error: str | None) -> None:
@@ -191,7 +251,7 @@ def run_sender(app: App, stop: threading.Event, idle_wait: float = 1.0) -> None:
     try:
         while not stop.is_set():
             try:
-                busy = send_one(app, mailer)
+                busy = send_due(app, mailer) > 0
             except Exception:
                 log.exception("outbox: sending failed; retrying shortly")
                 busy = False

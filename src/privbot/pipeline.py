@@ -30,7 +30,7 @@ from privbot.mail.parsed import ParsedMessage
 from privbot.mail.screen import ScreenContext, screen
 from privbot.models import Message, Outgoing, Ticket, utcnow
 from privbot.reply_parts import reply_parts
-from privbot.store import store_message
+from privbot.store import store_message, store_messages
 from privbot.tickets import find_thread, open_ticket, record, replies_sent_since
 from privbot.understand import Classification
 
@@ -64,6 +64,17 @@ def receive(
     crash_point(app.settings, "after_store")
     outcome = process(app, stored.id)
     return outcome if stored.new else _as_duplicate(outcome)
+
+
+def receive_batch(app: App, items: list[tuple[bytes, str | None]], *, source: str) -> list[Outcome]:
+    """Intake of several messages (an IMAP fetch): stored in one commit, then each processed."""
+    stored = store_messages(app.sessions, items, source=source)
+    crash_point(app.settings, "after_store")
+    outcomes = []
+    for entry in stored:
+        outcome = process(app, entry.id)
+        outcomes.append(outcome if entry.new else _as_duplicate(outcome))
+    return outcomes
 
 
 def process(app: App, message_id: int) -> Outcome:

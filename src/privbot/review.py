@@ -7,19 +7,31 @@ transaction and records an audit event with the staff member as actor. A bad inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Sequence
 
-import jinja2
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from privbot import act, auth
 from privbot.app import App
-from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parse import ParseError, parse_message
-from privbot.models import Event, Example, Message, Outgoing, Suppression, Ticket, utcnow
+from privbot.models import Event, Example, Message, Suppression, Ticket, utcnow
+from privbot.review_common import (
+    MAX_BODY,
+    ReviewError,
+    date_text,
+    locked_ticket,
+    thread_head,
+    touch,
+)
+from privbot.review_replies import (
+    STAFF_TEMPLATES,
+    Draft,
+    draft_reply,
+    queue_draft,
+    render_template,
+    send_reply,
+    staff_templates,
+)
 from privbot.tickets import add_months, record
 
 # The statuses a ticket of each type moves through; the first is where it starts.
@@ -30,33 +42,16 @@ DEFAULT_STATUSES = ("open", "in_progress", "done", "rejected")
 CLOSED = frozenset({"done", "rejected"})
 # GDPR Art. 12(3): the month to answer "may be extended by two further months".
 MAX_EXTENSION_MONTHS = 2
-MAX_BODY = 20_000
-STAFF_TEMPLATES = "staff"  # replies/staff/*.txt.j2
-
-
-class ReviewError(ValueError):
-    """The action cannot be done as asked; the message says why."""
 
 
 def statuses_for(ticket_type: str) -> tuple[str, ...]:
     return STATUSES.get(ticket_type, DEFAULT_STATUSES)
 
 
-def _ticket(session: Session, ticket_id: int) -> Ticket:
-    ticket = session.get(Ticket, ticket_id, with_for_update=True)
-    if ticket is None:
-        raise ReviewError(f"no ticket JC-{ticket_id}")
-    return ticket
-
-
-def _touch(ticket: Ticket) -> None:
-    ticket.updated_at = utcnow()
-
-
 def assign(app: App, ticket_id: int, assignee: str | None, *, actor: str) -> Ticket:
     """Give the ticket to an active staff member, or to nobody (None)."""
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
+        ticket = locked_ticket(session, ticket_id)
         if assignee:
             staff = auth.find_active(session, assignee)
             if staff is None:
@@ -64,14 +59,14 @@ def assign(app: App, ticket_id: int, assignee: str | None, *, actor: str) -> Tic
             assignee = staff.email
         previous = ticket.assignee
         ticket.assignee = assignee or None
-        _touch(ticket)
+        touch(ticket)
         record(session, "assigned", ticket=ticket, actor=actor, to=assignee, previous=previous)
         return ticket
 
 
 def set_status(app: App, ticket_id: int, status: str, *, actor: str) -> Ticket:
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
+        ticket = locked_ticket(session, ticket_id)
         allowed = statuses_for(ticket.type)
         if status not in allowed:
             raise ReviewError(
@@ -82,7 +77,7 @@ def set_status(app: App, ticket_id: int, status: str, *, actor: str) -> Ticket:
             return ticket
         ticket.status = status
         ticket.closed_at = utcnow() if status in CLOSED else None
-        _touch(ticket)
+        touch(ticket)
         record(session, "status_changed", ticket=ticket, actor=actor, to=status, previous=previous)
         return ticket
 
@@ -94,138 +89,9 @@ def add_note(app: App, ticket_id: int, text: str, *, actor: str) -> Event:
     if len(text) > MAX_BODY:
         raise ReviewError(f"the note is too long (at most {MAX_BODY} characters)")
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
-        _touch(ticket)
+        ticket = locked_ticket(session, ticket_id)
+        touch(ticket)
         return record(session, "note", ticket=ticket, actor=actor, text=text)
-
-
-# -- replies -------------------------------------------------------------------------------
-
-
-def staff_templates(app: App) -> list[str]:
-    """Names of the reply templates staff may start from (replies/staff/*.txt.j2)."""
-    folder = Path(app.replies.folder) / STAFF_TEMPLATES
-    return sorted(
-        p.name.removesuffix(".txt.j2")
-        for p in folder.glob("*.txt.j2")
-        if not p.name.startswith("_")
-    )
-
-
-def render_template(app: App, ticket_id: int, name: str, *, actor: str, **extra: str) -> str:
-    """A staff template filled in for this ticket: the starting text of a reply."""
-    if name not in staff_templates(app):
-        raise ReviewError(f"no reply template {name!r}")
-    with app.sessions() as session:
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            raise ReviewError(f"no ticket JC-{ticket_id}")
-        first = _thread_head(session, ticket)
-        name_of_requester = _sender_name(first)
-        context = {
-            "name": name_of_requester,
-            "ticket_id": ticket.id,
-            "subject": ticket.subject,
-            "address": app.settings.address,
-            "requester": ticket.requester,
-            "due_date": _date(ticket.due_at),
-            "staff": actor,
-            "reason": "",
-            **extra,
-        }
-    try:
-        return app.replies.render(f"{STAFF_TEMPLATES}/{name}.txt.j2", **context)
-    except jinja2.TemplateError as exc:
-        raise ReviewError(f"template {name}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A reply as it will be sent: what the preview shows."""
-
-    to: str
-    subject: str
-    body: str
-    in_reply_to: str | None
-    references: tuple[str, ...]
-
-
-def draft_reply(app: App, ticket_id: int, body: str) -> Draft:
-    body = body.replace("\r\n", "\n").strip()
-    if not body:
-        raise ReviewError("the reply is empty")
-    if len(body) > MAX_BODY:
-        raise ReviewError(f"the reply is too long (at most {MAX_BODY} characters)")
-    with app.sessions() as session:
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None:
-            raise ReviewError(f"no ticket JC-{ticket_id}")
-        last = session.scalar(
-            select(Message)
-            .where(Message.ticket_id == ticket.id, Message.message_id.is_not(None))
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
-        refs: tuple[str, ...] = ()
-        if last is not None:
-            try:
-                refs = parse_message(last.raw).references
-            except ParseError:
-                refs = ()
-        return Draft(
-            # Always the From address: a differing Reply-To is recorded, never used.
-            to=ticket.requester,
-            # A folded or hostile subject must not break the header line.
-            subject=reply_subject(" ".join(ticket.subject.split()), ticket.id),
-            body=body + "\n",
-            in_reply_to=last.message_id if last is not None else None,
-            references=refs,
-        )
-
-
-def send_reply(
-    app: App, ticket_id: int, body: str, *, actor: str, kind: str = "staff_reply"
-) -> Outgoing:
-    """Queue a staff reply in the same outbox as the bot's; the sender delivers it."""
-    draft = draft_reply(app, ticket_id, body)
-    with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
-        row = _queue(app, session, ticket, draft, actor=actor, event=kind)
-    app.outbox_ready.set()
-    return row
-
-
-def _queue(
-    app: App, session: Session, ticket: Ticket, draft: Draft, *, actor: str, event: str
-) -> Outgoing:
-    reply = compose_reply(
-        from_addr=app.settings.address,
-        to_addr=draft.to,
-        subject=draft.subject,
-        body=draft.body,
-        domain=app.settings.domain,
-        in_reply_to=draft.in_reply_to,
-        references=draft.references,
-        automatic=False,  # a person wrote it: auto-responders may answer, as to any mail
-    )
-    now = utcnow()
-    row = Outgoing(
-        message_id=reply.message_id,
-        ticket_id=ticket.id,
-        in_reply_to=draft.in_reply_to,
-        to_addr=draft.to,
-        subject=reply.subject,
-        raw=reply.message.as_bytes(),
-        kind="staff",
-        status="pending",
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
-    _touch(ticket)
-    record(session, event, ticket=ticket, actor=actor, outbox=row.id, to=draft.to)
-    return row
 
 
 # -- deadline ------------------------------------------------------------------------------
@@ -239,7 +105,7 @@ def extend_deadline(app: App, ticket_id: int, months: int, reason: str, *, actor
     if not reason:
         raise ReviewError("give the reason: the requester must be told why (GDPR Art. 12(3))")
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
+        ticket = locked_ticket(session, ticket_id)
         if ticket.closed_at is not None:
             raise ReviewError("the ticket is closed; reopen it before extending")
         used = sum(
@@ -260,12 +126,12 @@ def extend_deadline(app: App, ticket_id: int, months: int, reason: str, *, actor
         )  # fmt: skip
         due_at = ticket.due_at
     body = render_template(
-        app, ticket_id, "extension", actor=actor, reason=reason, due_date=_date(due_at)
+        app, ticket_id, "extension", actor=actor, reason=reason, due_date=date_text(due_at)
     )
     draft = draft_reply(app, ticket_id, body)
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
-        _queue(app, session, ticket, draft, actor=actor, event="extension_notice_queued")
+        ticket = locked_ticket(session, ticket_id)
+        queue_draft(app, session, ticket, draft, actor=actor, event="extension_notice_queued")
     app.outbox_ready.set()
     return ticket
 
@@ -276,14 +142,9 @@ def extend_deadline(app: App, ticket_id: int, months: int, reason: str, *, actor
 def reclassify(app: App, ticket_id: int, intents: list[str], *, actor: str) -> Ticket:
     """Correct what the bot understood; the first message becomes a training example."""
     known = app.classifier.intents
-    intents = list(dict.fromkeys(i for i in intents if i))
-    if not intents:
-        raise ReviewError("choose at least one intent")
-    unknown = [i for i in intents if i not in known.names]
-    if unknown:
-        raise ReviewError(f"unknown intent {unknown[0]!r}; known: {', '.join(known.names)}")
+    intents = _chosen(intents, known.names, "intent")
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id)
+        ticket = locked_ticket(session, ticket_id)
         previous = list(ticket.intents or [])
         main = known.get(max(intents, key=lambda n: known.get(n).priority))
         ticket.intents = intents
@@ -291,8 +152,8 @@ def reclassify(app: App, ticket_id: int, intents: list[str], *, actor: str) -> T
         ticket.type = main.ticket_type
         if ticket.status not in statuses_for(ticket.type):
             ticket.status = main.ticket_status
-        _touch(ticket)
-        first = _thread_head(session, ticket)
+        touch(ticket)
+        first = thread_head(session, ticket)
         text = _example_text(first) if first is not None else ticket.subject
         if text:
             for intent in intents:
@@ -334,7 +195,7 @@ def apply_opt_out(
     address = _address(address)
     scopes = _scopes(scopes)
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id) if ticket_id is not None else None
+        ticket = locked_ticket(session, ticket_id) if ticket_id is not None else None
         return act.apply_opt_out(
             session, address, tuple(scopes), message=None, ticket=ticket, actor=actor
         )
@@ -347,7 +208,7 @@ def undo_opt_out(
     address = _address(address)
     scopes = _scopes(scopes)
     with app.sessions.begin() as session:
-        ticket = _ticket(session, ticket_id) if ticket_id is not None else None
+        ticket = locked_ticket(session, ticket_id) if ticket_id is not None else None
         rows = session.scalars(
             select(Suppression).where(
                 Suppression.address == address,
@@ -374,32 +235,39 @@ def _address(address: str) -> str:
 
 
 def _scopes(scopes: list[str]) -> list[str]:
-    scopes = list(dict.fromkeys(s for s in scopes if s))
-    if not scopes:
-        raise ReviewError("choose at least one scope")
-    bad = [s for s in scopes if s not in act.SCOPES]
+    return _chosen(scopes, act.SCOPES, "scope")
+
+
+def _chosen(values: list[str], known: Sequence[str], what: str) -> list[str]:
+    """The values chosen in a form, blanks and repeats dropped; at least one, all known."""
+    chosen = list(dict.fromkeys(v for v in values if v))
+    if not chosen:
+        raise ReviewError(f"choose at least one {what}")
+    bad = [v for v in chosen if v not in known]
     if bad:
-        raise ReviewError(f"unknown scope {bad[0]!r}; known: {', '.join(act.SCOPES)}")
-    return scopes
+        raise ReviewError(f"unknown {what} {bad[0]!r}; known: {', '.join(known)}")
+    return chosen
 
 
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _thread_head(session: Session, ticket: Ticket) -> Message | None:
-    return session.scalar(
-        select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id).limit(1)
-    )
-
-
-def _sender_name(message: Message | None) -> str:
-    if message is None:
-        return ""
-    try:
-        return parse_message(message.raw).from_name
-    except ParseError:
-        return ""
-
-
-def _date(moment: datetime | None) -> str:
-    return moment.strftime("%d %B %Y") if moment else ""
+__all__ = [
+    "CLOSED",
+    "DEFAULT_STATUSES",
+    "MAX_BODY",
+    "MAX_EXTENSION_MONTHS",
+    "STAFF_TEMPLATES",
+    "STATUSES",
+    "Draft",
+    "ReviewError",
+    "add_note",
+    "apply_opt_out",
+    "assign",
+    "draft_reply",
+    "extend_deadline",
+    "reclassify",
+    "render_template",
+    "send_reply",
+    "set_status",
+    "staff_templates",
+    "statuses_for",
+    "undo_opt_out",
+]

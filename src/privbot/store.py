@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from privbot.db import durably
 from privbot.models import Message
 
 # Headers that relays and delivery agents add or rewrite on the way in.
@@ -90,6 +91,7 @@ def store_message(
     """Store raw bytes durably (committed when this returns) unless already stored."""
     key = idempotency_key(raw)
     with sessions() as session:
+        durably(session)  # SMTP says 250 on the strength of this commit
         existing = session.scalar(select(Message.id).where(Message.idem_key == key))
         if existing is not None:
             return Stored(existing, new=False)
@@ -116,6 +118,45 @@ def store_message(
                 raise
             return Stored(existing, new=False)
         return Stored(row.id, new=True)
+
+
+def store_messages(
+    sessions: sessionmaker[Session], items: list[tuple[bytes, str | None]], *, source: str
+) -> list[Stored]:
+    """Store a batch (raw, source_ref) in ONE transaction: one commit instead of one each."""
+    keys = [idempotency_key(raw) for raw, _ in items]
+    try:
+        with sessions.begin() as session:
+            durably(session)
+            existing = dict(
+                session.execute(
+                    select(Message.idem_key, Message.id).where(Message.idem_key.in_(set(keys)))
+                ).all()
+            )
+            rows: dict[str, Message] = {}
+            for key, (raw, ref) in zip(keys, items, strict=True):
+                if key in existing or key in rows:
+                    continue
+                message_id, sender, subject = _summary(raw)
+                rows[key] = Message(
+                    idem_key=key, message_id=message_id, source=source, source_ref=ref,
+                    size=len(raw), raw=raw, sender=sender, subject=subject,
+                )  # fmt: skip
+                session.add(rows[key])
+            session.flush()
+            new_ids = {key: row.id for key, row in rows.items()}
+    except IntegrityError:
+        # Another process stored some of them meanwhile: one by one sorts it out.
+        return [store_message(sessions, raw, source=source, source_ref=ref) for raw, ref in items]
+    out: list[Stored] = []
+    seen: set[str] = set()
+    for key in keys:
+        if key in new_ids and key not in seen:
+            out.append(Stored(new_ids[key], new=True))
+        else:
+            out.append(Stored(existing.get(key) or new_ids[key], new=False))
+        seen.add(key)
+    return out
 
 
 def _summary(raw: bytes) -> tuple[str | None, str | None, str | None]:

@@ -128,20 +128,17 @@ class ImapWatcher:
         done: list[int] = []
         bad: list[int] = []
         waiting = 0
-        for uid in uids:
-            data = fetched.get(uid)
-            raw = data.get(b"BODY[]") if data else None
-            if raw is None:  # expunged meanwhile (another privbot took it)
-                continue
-            try:
-                outcome = pipeline.receive(
-                    self.app, raw, source="imap", source_ref=f"{self.uidvalidity}:{uid}"
-                )
-            except DBAPIError as exc:
-                # Not stored: the mail stays in the folder until the database is back.
-                log.warning("imap: database unavailable (%s); leaving uid %s", exc.orig, uid)
-                self._stop.wait(2.0)
-                return done, bad, waiting + 1
+        # Expunged meanwhile (another privbot took it): nothing to fetch, nothing to do.
+        present = [u for u in uids if (fetched.get(u) or {}).get(b"BODY[]") is not None]
+        items = [(fetched[u][b"BODY[]"], f"{self.uidvalidity}:{u}") for u in present]
+        try:
+            outcomes = pipeline.receive_batch(self.app, items, source="imap")
+        except DBAPIError as exc:
+            # Not all stored or done: the mail stays in the folder until the database is back.
+            log.warning("imap: database unavailable (%s); leaving the batch", exc.orig)
+            self._stop.wait(2.0)
+            return done, bad, len(present)
+        for uid, outcome in zip(present, outcomes, strict=True):
             if outcome.status in DONE_STATUSES:
                 done.append(uid)
             elif outcome.status == "failed":

@@ -123,6 +123,21 @@ async def _act(
     return RedirectResponse(f"/tickets/{ticket_id}?done={done}", status_code=303)
 
 
+async def _review(
+    request: Request,
+    user: StaffUser,
+    ticket_id: int,
+    done: str,
+    action: Callable[..., Any],
+    *args: Any,
+) -> Response:
+    """`_act` for a `privbot.review` action on this ticket with the staff member as actor."""
+    app = state(request).app
+    return await _act(
+        request, user, ticket_id, done, lambda: action(app, ticket_id, *args, actor=user.email)
+    )
+
+
 @router.post("/tickets/{ticket_id}/assign")
 async def assign(
     ticket_id: int,
@@ -130,10 +145,8 @@ async def assign(
     user: StaffForm,
     assignee: str = Form(""),
 ) -> Response:
-    app = state(request).app
     who = user.email if assignee == "me" else assignee.strip() or None
-    return await _act(request, user, ticket_id, "assigned",
-                      lambda: review.assign(app, ticket_id, who, actor=user.email))  # fmt: skip
+    return await _review(request, user, ticket_id, "assigned", review.assign, who)
 
 
 @router.post("/tickets/{ticket_id}/status")
@@ -143,11 +156,7 @@ async def set_status(
     user: StaffForm,
     status: str = Form(""),
 ) -> Response:
-    app = state(request).app
-    return await _act(
-        request, user, ticket_id, "status",
-        lambda: review.set_status(app, ticket_id, status, actor=user.email),
-    )  # fmt: skip
+    return await _review(request, user, ticket_id, "status", review.set_status, status)
 
 
 @router.post("/tickets/{ticket_id}/extend")
@@ -158,11 +167,9 @@ async def extend(
     months: int = Form(2),
     reason: str = Form(""),
 ) -> Response:
-    app = state(request).app
-    return await _act(
-        request, user, ticket_id, "extended",
-        lambda: review.extend_deadline(app, ticket_id, months, reason, actor=user.email),
-    )  # fmt: skip
+    return await _review(
+        request, user, ticket_id, "extended", review.extend_deadline, months, reason
+    )
 
 
 @router.post("/tickets/{ticket_id}/reply/preview")
@@ -220,9 +227,7 @@ async def note(
     user: StaffForm,
     text: str = Form(""),
 ) -> Response:
-    app = state(request).app
-    return await _act(request, user, ticket_id, "noted",
-                      lambda: review.add_note(app, ticket_id, text, actor=user.email))  # fmt: skip
+    return await _review(request, user, ticket_id, "noted", review.add_note, text)
 
 
 @router.post("/tickets/{ticket_id}/reclassify")
@@ -231,12 +236,8 @@ async def reclassify(
     request: Request,
     user: StaffForm,
 ) -> Response:
-    app = state(request).app
     intents = [str(v) for v in (await request.form()).getlist("intents")]
-    return await _act(
-        request, user, ticket_id, "reclassified",
-        lambda: review.reclassify(app, ticket_id, intents, actor=user.email),
-    )  # fmt: skip
+    return await _review(request, user, ticket_id, "reclassified", review.reclassify, intents)
 
 
 @router.post("/tickets/{ticket_id}/optout")
@@ -247,17 +248,12 @@ async def optout(
     address: str = Form(""),
     undo: str = Form(""),
 ) -> Response:
-    app = state(request).app
     scopes = [str(v) for v in (await request.form()).getlist("scopes")]
     if undo:
-        return await _act(
-            request, user, ticket_id, "optout_undone",
-            lambda: review.undo_opt_out(app, ticket_id, address, scopes, actor=user.email),
-        )  # fmt: skip
-    return await _act(
-        request, user, ticket_id, "optout",
-        lambda: review.apply_opt_out(app, ticket_id, address, scopes, actor=user.email),
-    )  # fmt: skip
+        return await _review(
+            request, user, ticket_id, "optout_undone", review.undo_opt_out, address, scopes
+        )
+    return await _review(request, user, ticket_id, "optout", review.apply_opt_out, address, scopes)
 
 
 # -- opt-outs and the audit log -------------------------------------------------------------
