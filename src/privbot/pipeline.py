@@ -71,18 +71,21 @@ def receive_batch(app: App, items: list[tuple[bytes, str | None]], *, source: st
     stored = store_messages(app.sessions, items, source=source)
     crash_point(app.settings, "after_store")
     outcomes = []
-    for entry in stored:
-        outcome = process(app, entry.id)
+    for entry, (raw, _) in zip(stored, items, strict=True):
+        outcome = process(app, entry.id, raw)
         outcomes.append(outcome if entry.new else _as_duplicate(outcome))
     return outcomes
 
 
-def process(app: App, message_id: int) -> Outcome:
-    """Parse, screen, thread, act and queue the reply for a stored message, exactly once."""
+def process(app: App, message_id: int, raw: bytes | None = None) -> Outcome:
+    """Parse, screen, thread, act and queue the reply for a stored message, exactly once.
+
+    `raw`: the stored bytes when the caller still holds them (saves reading them back).
+    """
     try:
         # The slow, pure part first, outside any transaction: SQLite has one writer, and
         # every other writer (the outbox marking a reply sent) would wait for it.
-        seen = _examine_stored(app, message_id)
+        seen = _examine_stored(app, message_id) if raw is None else _examine_raw(app, raw)
         with app.sessions.begin() as session:
             message = _claim(session, message_id) if seen is not None else None
             # None: done already, or another worker holds it right now.
@@ -101,10 +104,21 @@ def process(app: App, message_id: int) -> Outcome:
 
 
 def process_pending(app: App, limit: int = 100) -> list[Outcome]:
-    """Process stored messages still waiting (SMTP intake, or left by a crash)."""
+    """Process stored messages still waiting: SMTP intake, and anything left by a crash.
+
+    Mail the IMAP watcher stored in the last minute is its own to finish (it holds the
+    bytes and moves the message after); only older leftovers are taken here.
+    """
+    fresh = utcnow() - timedelta(seconds=60)
     with app.sessions() as session:
         ids = session.scalars(
-            select(Message.id).where(Message.status == "received").order_by(Message.id).limit(limit)
+            select(Message.id)
+            .where(
+                Message.status == "received",
+                (Message.source != "imap") | (Message.received_at < fresh),
+            )
+            .order_by(Message.id)
+            .limit(limit)
         ).all()
     return [process(app, i) for i in ids]
 
@@ -119,9 +133,13 @@ def _examine_stored(app: App, message_id: int) -> Examination | None:
         ).first()
     if row is None:
         return None
-    if row.size > app.settings.max_message_bytes:
-        return Examination(None, problem=f"too large: {row.size} bytes")
-    return examine(app, row.raw, row.envelope_from)
+    return _examine_raw(app, row.raw, row.envelope_from)
+
+
+def _examine_raw(app: App, raw: bytes, envelope_from: str | None = None) -> Examination:
+    if len(raw) > app.settings.max_message_bytes:
+        return Examination(None, problem=f"too large: {len(raw)} bytes")
+    return examine(app, raw, envelope_from)
 
 
 def _handle(app: App, session: Session, message: Message, seen: Examination) -> Outcome:
