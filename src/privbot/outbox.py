@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Update, and_, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -185,6 +185,16 @@ def _send_row(app: App, mailer: Mailer, row: Outgoing) -> bool:
     return True
 
 
+def _while_ours(row: Outgoing) -> Update:
+    """An UPDATE of a claimed reply that does nothing once our lease is no longer its lease:
+    never overwrite what another sender did since."""
+    return update(Outgoing).where(
+        Outgoing.id == row.id,
+        Outgoing.status == "sending",
+        Outgoing.lease_until == row.lease_until,
+    )
+
+
 def _release(app: App, rows: list[Outgoing]) -> None:
     """Give claimed, unsent replies back: due again at once, the attempt not counted."""
     if not rows:
@@ -192,13 +202,9 @@ def _release(app: App, rows: list[Outgoing]) -> None:
     with app.sessions.begin() as session:
         for row in rows:
             session.execute(
-                update(Outgoing)
-                .where(
-                    Outgoing.id == row.id,
-                    Outgoing.status == "sending",
-                    Outgoing.lease_until == row.lease_until,
+                _while_ours(row).values(
+                    status="pending", lease_until=None, attempts=Outgoing.attempts - 1
                 )
-                .values(status="pending", lease_until=None, attempts=Outgoing.attempts - 1)
             )
 
 
@@ -212,16 +218,7 @@ def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: f
     while True:
         try:
             with app.sessions.begin() as session:
-                # Only if our lease still holds: never overwrite what another sender did since.
-                session.execute(
-                    update(Outgoing)
-                    .where(
-                        Outgoing.id == row.id,
-                        Outgoing.status == "sending",
-                        Outgoing.lease_until == row.lease_until,
-                    )
-                    .values(**values)
-                )
+                session.execute(_while_ours(row).values(**values))
                 _audit(session, row, status, error)
             return
         except DBAPIError:

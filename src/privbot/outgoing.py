@@ -13,12 +13,14 @@ def pending_outgoing(
     kind: str,
     ticket_id: int | None = None,
     in_reply_to: str | None = None,
+    reply_to_message: int | None = None,
 ) -> Outgoing:
     """The row that queues `mail` for sending now; the caller adds it to its session."""
     now = utcnow()
     return Outgoing(
         message_id=mail.message_id,
         ticket_id=ticket_id,
+        reply_to_message=reply_to_message,
         in_reply_to=in_reply_to,
         to_addr=to_addr,
         subject=mail.subject,

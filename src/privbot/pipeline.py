@@ -29,6 +29,7 @@ from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
 from privbot.mail.screen import ScreenContext, screen
 from privbot.models import Message, Outgoing, Ticket, utcnow
+from privbot.outgoing import pending_outgoing
 from privbot.reply_parts import reply_parts
 from privbot.store import store_message, store_messages
 from privbot.tickets import find_thread, open_ticket, record, replies_sent_since
@@ -252,19 +253,10 @@ def _queue_reply(
         in_reply_to=parsed.message_id,
         references=parsed.references,
     )
-    row = Outgoing(
-        message_id=reply.message_id,
-        ticket_id=ticket.id,
+    row = pending_outgoing(
+        reply, to_addr=to, kind="auto", ticket_id=ticket.id, in_reply_to=parsed.message_id,
         reply_to_message=message.id,
-        in_reply_to=parsed.message_id,
-        to_addr=to,
-        subject=reply.subject,
-        raw=reply.message.as_bytes(),
-        kind="auto",
-        status="pending",
-        next_attempt_at=utcnow(),
-        created_at=utcnow(),
-    )
+    )  # fmt: skip
     session.add(row)
     session.flush()
     record(session, "reply_queued", ticket=ticket, message=message, outbox=row.id)
