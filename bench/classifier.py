@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from bench.harness import bar, summary
 from privbot.app import App
-from privbot.pipeline import examine
+from privbot.examine import examine
 from privbot.understand.corpora import fill_letter
 from privbot.understand.corpora import mail_parser as _parser
 from tests.apps import mail

@@ -19,12 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import select
 
 from bench.harness import bar, summary
-from privbot import db, queries
-from privbot.app import App
-from privbot.models import Event, Message, Outgoing, Ticket
+from privbot import db, queries, staff_queries
 from tests.apps import make_app
 
 TYPES = ("access", "correction", "deletion", "other", "opt_out", "question")
@@ -189,27 +186,6 @@ def load_postgres(url: str, conninfo: str, tickets: int, messages: int) -> float
     return time.monotonic() - started
 
 
-def ticket_page(app: App, ticket_id: int) -> dict[str, Any]:
-    """What a ticket page needs: the ticket, its thread with bodies, its audit trail, replies."""
-    with app.sessions() as session:
-        ticket = session.get(Ticket, ticket_id)
-        thread = session.scalars(
-            select(Message).where(Message.ticket_id == ticket_id).order_by(Message.id)
-        ).all()
-        events = session.scalars(
-            select(Event).where(Event.ticket_id == ticket_id).order_by(Event.id)
-        ).all()
-        replies = session.scalars(
-            select(Outgoing).where(Outgoing.ticket_id == ticket_id).order_by(Outgoing.id)
-        ).all()
-        return {
-            "ticket": ticket.id if ticket else None,
-            "messages": [(m.id, m.subject, len(m.raw)) for m in thread],
-            "events": [(e.kind, e.detail) for e in events],
-            "replies": [(o.id, o.status) for o in replies],
-        }
-
-
 def _time(fn: Callable[[], object], repeats: int) -> list[float]:
     fn()  # the first call warms caches and compiles the statements
     out = []
@@ -229,7 +205,9 @@ def time_queries(db_url: str, tickets: int, repeats: int) -> dict[str, Any]:
         return {
             "queue_page_50": summary(_time(lambda: queries.tickets(app, limit=50), repeats)),
             "queue_1000": summary(_time(lambda: queries.tickets(app, limit=1000), repeats // 4)),
-            "ticket_page": summary(_time(lambda: ticket_page(app, next(pick)), repeats)),
+            "ticket_page": summary(
+                _time(lambda: staff_queries.ticket_detail(app, next(pick)), repeats)
+            ),
         }
     finally:
         app.close()

@@ -27,7 +27,7 @@ from bench import classifier, e2e, queue, raw, report
 from bench.harness import CORPORA, REPO, MailMaker, TimedRelay, human_texts, work_dir
 from bench.profile import recording, top
 from privbot.app import App
-from privbot.pipeline import examine
+from privbot.examine import examine
 from tests.apps import make_app
 from tests.servers import Dovecot, PostgresDatabase
 
@@ -179,9 +179,9 @@ class Bench:
         web = "web_queue" in out["sqlite"]
         out["how"] = (
             "privbot.web's /queue and /tickets/ID over HTTP (uvicorn, httpx), "
-            "plus privbot.queries.tickets and bench.queue.ticket_page"
+            "plus privbot.queries.tickets and privbot.staff_queries.ticket_detail"
             if web
-            else "privbot.queries.tickets + bench.queue.ticket_page (privbot.web absent)"
+            else "privbot.queries.tickets, staff_queries.ticket_detail (privbot.web absent)"
         )
 
     def _time_queue(self, url: str, load_s: float) -> dict[str, Any]:

@@ -227,7 +227,7 @@ def _understanding_app(settings: Settings) -> App:
 
 
 def _classify(args: argparse.Namespace, settings: Settings) -> int:
-    from privbot.pipeline import examine
+    from privbot.examine import examine
 
     app = _understanding_app(settings)
     status = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
@@ -169,19 +170,18 @@ async def chat_api(request: Request) -> Any:
 @router.get("/chat/confirm/{token}")
 def confirm_page(token: str, request: Request) -> Response:
     # A GET only shows the request: mail scanners follow links, people press the button.
-    web = state(request)
-    try:
-        found = chat.load_confirmation(web.app, web.secret, token)
-    except chat.ChatError as exc:
-        return render(request, "confirm.html", None, exc.status, error=str(exc), found=None)
-    return render(request, "confirm.html", None, error="", found=found, token=token)
+    return _confirmation(request, token, chat.load_confirmation)
 
 
 @router.post("/chat/confirm/{token}")
 def confirm(token: str, request: Request) -> Response:
+    return _confirmation(request, token, chat.confirm)
+
+
+def _confirmation(request: Request, token: str, step: Callable[..., Any]) -> Response:
     web = state(request)
     try:
-        found = chat.confirm(web.app, web.secret, token)
+        found = step(web.app, web.secret, token)
     except chat.ChatError as exc:
         return render(request, "confirm.html", None, exc.status, error=str(exc), found=None)
     return render(request, "confirm.html", None, error="", found=found, token=token)

@@ -1,0 +1,55 @@
+"""Examine a message: parse, screen, classify, verify the sender. Pure: nothing is written.
+
+The pipeline acts on the result inside its transaction; `privbot classify` prints it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from privbot.app import App
+from privbot.mail.authn import Verdict, sender_verdict
+from privbot.mail.parse import ParseError, parse_message
+from privbot.mail.parsed import ParsedMessage
+from privbot.mail.screen import ScreenContext, screen
+from privbot.understand import Classification
+
+NOT_EXAMINED = Verdict("none", "not examined")
+
+
+@dataclass(frozen=True)
+class Examination:
+    """What a message is, before anything is done with it."""
+
+    parsed: ParsedMessage | None
+    problem: str | None = None  # it cannot be handled at all: quarantine for staff
+    skip: str | None = None  # it must never be answered (a machine, spam)
+    understanding: Classification | None = None
+    verdict: Verdict = NOT_EXAMINED  # is the sender who From says?
+
+
+def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examination:
+    """Parse, screen, classify and verify raw bytes; no database."""
+    try:
+        parsed = parse_message(raw)
+    except ParseError as exc:
+        return Examination(None, problem=f"cannot be parsed: {exc}")
+    if parsed.from_addr is None:
+        return Examination(parsed, problem="no sender address to answer")
+    if parsed.limits_hit:
+        # Answering what we could not read whole would be a guess: staff look instead.
+        return Examination(parsed, problem="too big to read whole: " + "; ".join(parsed.limits_hit))
+    context = ScreenContext(
+        our_addresses=app.settings.our_addresses,
+        our_message_id_domain=app.settings.domain,
+        envelope_sender=envelope_from,
+    )
+    reason = screen(parsed, context)
+    if reason is not None:
+        return Examination(parsed, skip=reason)
+    understanding = app.classifier.classify(parsed.new_text, parsed.subject)
+    if understanding.spam:
+        skip = "spam: no privacy request, spam signals"
+        return Examination(parsed, skip=skip, understanding=understanding)
+    verdict = sender_verdict(parsed, app.settings.trusted_authserv_id)
+    return Examination(parsed, understanding=understanding, verdict=verdict)
