@@ -104,7 +104,7 @@ def test_html_only_fixture() -> None:
 
 def test_alternative_with_attachments_fixture() -> None:
     msg = parse_message(_fixture("alternative_attachment.eml"))
-    assert msg.text == "Here is my ID document as requested."
+    assert msg.text == "HTML VERSION: Here is my ID document as requested."  # the richer part
     assert msg.to == ("support@junocloud.me", "privacy@junocloud.me")
     assert msg.cc == ("legal@example.com",)
     assert msg.reply_to == "jane.private@example.org"
@@ -159,6 +159,58 @@ def test_multipart_report_uses_only_the_human_part() -> None:
     assert "your account has been deleted" not in msg.text
     types = [a.content_type for a in msg.attachments]
     assert types == ["message/delivery-status", "message/rfc822"]
+
+
+def _alternative(*parts: tuple[str, str], outer: str = "multipart/alternative") -> bytes:
+    body = "".join(
+        f"--b\nContent-Type: {ctype}; charset=utf-8\n\n{text}\n" for ctype, text in parts
+    )
+    return f"From: a@example.com\nContent-Type: {outer}; boundary=b\n\n{body}--b--\n".encode()
+
+
+def test_alternative_prefers_the_html_part() -> None:
+    raw = _alternative(
+        ("text/plain", "Please delete\nmy account."),
+        ("text/html", "<p>Please delete my account.</p><p>Jane</p>"),
+    )
+    assert parse_message(raw).text == "Please delete my account.\n\nJane"
+
+
+@pytest.mark.parametrize(
+    "html",
+    ["", "<html><head><title>Newsletter</title></head><body><img src='cid:x'></body></html>"],
+)
+def test_alternative_falls_back_to_plain_when_html_has_no_text(html: str) -> None:
+    raw = _alternative(("text/plain", "Please delete my account."), ("text/html", html))
+    assert parse_message(raw).text == "Please delete my account."
+
+
+def test_alternative_takes_the_last_readable_part() -> None:
+    # RFC 2046: alternatives run from plainest to richest, whatever their types.
+    raw = _alternative(("text/html", "<p>first</p>"), ("text/plain", "last"))
+    assert parse_message(raw).text == "last"
+
+
+def test_alternative_html_inside_related_is_read_and_images_listed() -> None:
+    raw = (
+        b"From: a@example.com\nContent-Type: multipart/alternative; boundary=a\n\n"
+        b"--a\nContent-Type: text/plain\n\nplain words\n"
+        b"--a\nContent-Type: multipart/related; boundary=r\n\n"
+        b"--r\nContent-Type: text/html\n\n<p>html words</p>\n"
+        b"--r\nContent-Type: image/png\nContent-ID: <i1>\n\nxx\n--r--\n--a--\n"
+    )
+    msg = parse_message(raw)
+    assert msg.text == "html words"
+    assert [a.content_type for a in msg.attachments] == ["image/png"]
+
+
+def test_related_reads_only_its_root() -> None:
+    raw = (
+        b'From: a@example.com\nContent-Type: multipart/related; boundary=r; start="<root>"\n\n'
+        b"--r\nContent-Type: text/html\nContent-ID: <frame>\n\n<p>a resource</p>\n"
+        b"--r\nContent-Type: text/html\nContent-ID: <root>\n\n<p>the body</p>\n--r--\n"
+    )
+    assert parse_message(raw).text == "the body"
 
 
 def test_inline_forwarded_message_text_is_kept_and_marked_as_quote() -> None:

@@ -97,3 +97,88 @@ def test_all_quoted_text_is_kept_as_new_text() -> None:
 def test_person_mentioning_from_is_not_a_quote() -> None:
     text = "From: my old address jane@example.com\nI want it deleted."
     assert split_reply(text) == (text, "", "")
+
+
+# HTML replies: the parser reads the HTML alternative, so quotes must be found there too.
+_HTML_REPLIES = {
+    "gmail": (
+        '<div dir="ltr">Yes, please delete it.<div><br></div><div>Jane</div></div><br>'
+        '<div class="gmail_quote"><div dir="ltr" class="gmail_attr">On Mon, 27 May 2024 at 11:00,'
+        " Privacy Team &lt;<a href='mailto:support@junocloud.me'>support@junocloud.me</a>&gt;"
+        ' wrote:<br></div><blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex;'
+        'border-left:1px solid rgb(204,204,204);padding-left:1ex"><div>Shall we delete your'
+        " data?<br>Team</div></blockquote></div>",
+        "Yes, please delete it.\n\nJane",
+        "",
+    ),
+    "gmail signature, German attribution": (
+        '<div dir="ltr"><div>Please delete my account.</div><br clear="all"><div><div dir="ltr"'
+        ' class="gmail_signature" data-smartmail="gmail_signature">Jane Doe<br>Acme Ltd</div>'
+        '</div></div><br><div class="gmail_quote"><div dir="ltr" class="gmail_attr">Am Mo., 27.'
+        " Mai 2024 um 11:00 Uhr schrieb Team &lt;t@junocloud.me&gt;:<br></div><blockquote"
+        ' class="gmail_quote"><div>Shall we delete your data?</div></blockquote></div>',
+        "Please delete my account.",
+        "--\nJane Doe\nAcme Ltd",
+    ),
+    "Outlook desktop": (
+        "<html><head><style>p.MsoNormal{margin:0cm}</style></head><body lang=EN-GB><div"
+        " class=WordSection1><p class=MsoNormal>Please delete my account.<o:p></o:p></p><p"
+        " class=MsoNormal><o:p>&nbsp;</o:p></p><p class=MsoNormal>Jane<o:p></o:p></p><div><div"
+        " style='border:none;border-top:solid #E1E1E1 1.0pt;padding:3.0pt 0cm 0cm 0cm'><p"
+        " class=MsoNormal><b><span lang=EN-US>From:</span></b><span lang=EN-US> Privacy Team"
+        " &lt;support@junocloud.me&gt; <br><b>Sent:</b> Monday, May 27, 2024 11:00 AM<br>"
+        "<b>To:</b> Jane<br><b>Subject:</b> Your request<o:p></o:p></span></p></div></div><p"
+        " class=MsoNormal>Shall we delete your data?<o:p></o:p></p></div></body></html>",
+        "Please delete my account.\n\nJane",
+        "",
+    ),
+    "Outlook on the web, Polish headers": (
+        "<div><div>Please delete it.</div><div>&nbsp;</div><div>Jane</div></div><div"
+        ' id="appendonsend"></div><hr style="display:inline-block;width:98%"><div'
+        ' id="divRplyFwdMsg" dir="ltr"><font face="Calibri"><b>Od:</b> Privacy Team'
+        " &lt;support@junocloud.me&gt;<br><b>Wysłane:</b> poniedziałek, 27 maja 2024 11:00<br>"
+        "<b>Do:</b> Jane<br><b>Temat:</b> Your request</font><div>&nbsp;</div></div><div><div>"
+        "Shall we delete your data?</div></div>",
+        "Please delete it.\n\nJane",
+        "",
+    ),
+    "Apple Mail on iOS": (
+        '<html><body dir="auto">Yes delete it.<br><br><div dir="ltr">Sent from my iPhone</div>'
+        '<div dir="ltr"><br><blockquote type="cite">On 27 May 2024, at 11:00, Privacy Team'
+        " &lt;support@junocloud.me&gt; wrote:<br><br></blockquote></div><blockquote"
+        ' type="cite"><div dir="ltr">Shall we delete your data?</div></blockquote></body></html>',
+        "Yes delete it.",
+        "Sent from my iPhone",
+    ),
+    "Thunderbird, Czech attribution": (
+        '<html><body><p>Yes, go ahead.</p><div class="moz-signature">-- <br>Jane</div><div'
+        ' class="moz-cite-prefix">Dne 27.05.24 v 11:00 Team napsal(a):<br></div><blockquote'
+        ' type="cite" cite="mid:x@y">Shall we delete your data?</blockquote></body></html>',
+        "Yes, go ahead.",
+        "--\nJane",
+    ),
+    "Yahoo": (
+        '<div class="ydp1b2c3yahoo-style-wrap"><div>Delete please</div><div><br></div><div'
+        ' id="ydp123yahoo_quoted_456" class="ydp123yahoo_quoted"><div><div>Il lunedì 27 maggio'
+        " 2024, 11:00:00 CEST, Team &lt;t@junocloud.me&gt; ha scritto:</div><div><br></div>"
+        '<div><div dir="ltr">Shall we delete your data?</div></div></div></div></div>',
+        "Delete please",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("client", list(_HTML_REPLIES))
+def test_html_reply_is_split(client: str) -> None:
+    html, new, signature = _HTML_REPLIES[client]
+    raw = (
+        "From: jane@example.com\nSubject: Re: Your request\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/alternative; boundary=b\n\n"
+        "--b\nContent-Type: text/plain; charset=utf-8\n\n(plain alternative)\n"
+        f"--b\nContent-Type: text/html; charset=utf-8\n\n{html}\n--b--\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert msg.new_text == new
+    assert msg.signature == signature
+    assert "Shall we delete your data?" in msg.quoted_text
+    assert "Shall we delete" not in msg.new_text

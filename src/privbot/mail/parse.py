@@ -1,10 +1,11 @@
 """Turn raw RFC 5322 / MIME bytes into a ParsedMessage without ever crashing on damaged mail.
 
-This module walks the MIME tree: it chooses the text the sender wrote (plain text over HTML,
-only the human part of a report, inline forwarded messages), lists attachments and enforces
-the limits. The stdlib `email` package does the MIME structure; the fragile parts are redone
-with fallbacks in their own modules: text and header decoding (`decode`), top-level headers
-and addresses (`headers`), HTML conversion (`html_text`) and reply splitting (`quotes`).
+This module walks the MIME tree: it chooses the text the sender wrote (the richest readable
+alternative, only the root of a related group and the human part of a report, inline forwarded
+messages), lists attachments and enforces the limits. The stdlib `email` package does the MIME
+structure; the fragile parts are redone with fallbacks in their own modules: text and header
+decoding (`decode`), top-level headers and addresses (`headers`), HTML conversion (`html_text`)
+and reply splitting (`quotes`).
 """
 
 from __future__ import annotations
@@ -246,43 +247,66 @@ def _walk_multipart(part: Message, ctype: str, walk: _Walk, depth: int, collect_
         if collect_text:
             walk.add_text(_part_text(part, "text/plain", walk))
         return
-    chosen: object = None
     if ctype == "multipart/alternative":
-        chosen = _choose_alternative(children)
+        _walk_alternative(children, walk, depth, collect_text)
+        return
+    # Of a report only the first part is written for humans; the rest is the status and the
+    # returned message, which are not the sender's words. Of a related group only the root is
+    # shown; the other parts are resources it refers to (images, frames), not body text.
+    root = _related_root(part, children) if ctype == "multipart/related" else None
     for index, child in enumerate(children):
         if not isinstance(child, Message):
             continue
         keep = collect_text
-        if ctype == "multipart/alternative":
-            keep = collect_text and child is chosen
-        elif ctype == "multipart/report":
-            # Only the first part is written for humans; the rest is the status and the
-            # returned message, which are not the sender's words.
+        if ctype == "multipart/report":
             keep = collect_text and index == 0
+        elif ctype == "multipart/related":
+            keep = collect_text and child is root
         _walk_part(child, walk, depth + 1, keep)
 
 
-def _choose_alternative(children: list[Message]) -> Message | None:
-    """Plain text first, then a nested multipart (it may hold plain text), then HTML."""
-    best: Message | None = None
-    best_score = -1
-    for child in children:
-        if not isinstance(child, Message):
-            continue
-        ctype = _content_type(child)
-        if ctype == "text/plain" and _is_body_text(child, ctype):
-            score = 3 if _payload_bytes(child).strip() else 0
-        elif ctype.startswith("multipart/"):
-            score = 2
-        elif ctype == "text/html" and _is_body_text(child, ctype):
-            score = 1
-        else:
-            score = 0
-        if score >= best_score:
-            best, best_score = child, score
-            if score == 3:
-                break
-    return best
+def _related_root(part: Message, children: list[Message]) -> Message | None:
+    """The root of a multipart/related (RFC 2387): the part named by `start`, else the first."""
+    parts = [c for c in children if isinstance(c, Message)]
+    try:
+        start = str(part.get_param("start") or "").strip().strip("<>")
+    except Exception:
+        start = ""
+    if start:
+        for child in parts:
+            if str(child.get("content-id") or "").strip().strip("<>") == start:
+                return child
+    return parts[0] if parts else None
+
+
+def _walk_alternative(children: list[Message], walk: _Walk, depth: int, collect_text: bool) -> None:
+    """Keep the text of the last alternative that has readable text; list every attachment.
+
+    RFC 2046 orders alternatives from plainest to richest and asks for the last one the reader
+    can show, which is what mail clients (and Zammad) display: almost always the HTML. The
+    text/plain beside it is often a lossy rendering of it (hard-wrapped lines, flattened tables)
+    or a placeholder ("view this mail in HTML"). An alternative that yields no text (an empty or
+    image-only HTML part) is passed over for the one before it.
+    """
+    parts = [(i, c) for i, c in enumerate(children) if isinstance(c, Message)]
+    walks: dict[int, _Walk] = {}
+    chosen: int | None = None
+    # Richest first, so the plainer alternatives are only decoded when the richer one is empty.
+    for index, child in reversed(parts):
+        sub = _Walk(parts=walk.parts, chars=walk.chars)
+        _walk_part(child, sub, depth + 1, collect_text and chosen is None)
+        walk.parts = sub.parts
+        walks[index] = sub
+        if chosen is None and sub.texts:
+            chosen = index
+    for index, _child in parts:  # attachments and notes in document order
+        sub = walks[index]
+        walk.attachments.extend(sub.attachments)
+        for text in sub.notes:
+            walk.note(text)
+        if index == chosen:
+            walk.texts.extend(sub.texts)
+            walk.chars = sub.chars
 
 
 def _walk_message(part: Message, ctype: str, walk: _Walk, depth: int, collect_text: bool) -> None:
