@@ -59,15 +59,21 @@ def load(
     rate: float | None,
     timeout: float,
     label: str,
+    serve: ServeProcesses | None = None,
 ) -> dict[str, Any]:
-    """Deliver ``count`` messages (a burst, or paced at ``rate``/s) and time every reply."""
+    """Deliver ``count`` messages (a burst, or paced at ``rate``/s) and time every reply.
+
+    With ``serve``: also the CPU its processes spent per message (what privbot itself costs).
+    """
     letters = maker.make(count)
+    cpu_before = serve.cpu_seconds() if serve else 0.0
     started = time.monotonic()
     thread, box = deliver_in_thread(dovecot, letters, rate, label)
     thread.join(timeout)
     left = max(5.0, timeout - (time.monotonic() - started))
     got = relay.wait_for({x.message_id for x in letters}, timeout=left, stall=30)
     delivery = box[0]
+    cpu = (serve.cpu_seconds() - cpu_before) if serve else None
     return {
         "offered_msg_s": rate if rate else "burst",
         "delivered_msg_s": round(delivery.rate, 1),
@@ -75,5 +81,6 @@ def load(
         "replies": got,
         "throughput_msg_s": round(throughput(delivery, relay), 1),
         "latency_s": summary(latencies(delivery, relay)),
+        "serve_cpu_ms_per_msg": round(1000 * cpu / max(got, 1), 2) if cpu is not None else None,
         "delivery_error": delivery.error,
     }

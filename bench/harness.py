@@ -308,6 +308,18 @@ class ServeProcesses:
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the live processes have used so far (all their threads)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for proc in self.procs:
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / tick
+
     def errors(self) -> int:
         """Lines logged at ERROR or with a traceback, across the processes."""
         count = 0

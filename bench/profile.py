@@ -25,13 +25,13 @@ def py_spy() -> str | None:
 
 @contextlib.contextmanager
 def recording(pid: int, out: Path, seconds: int = 120) -> Iterator[None]:
-    """py-spy record (raw collapsed stacks, per thread) of ``pid`` for the enclosed block."""
+    """py-spy record (raw collapsed stacks, per thread, waits included: wall-clock shares)."""
     binary = py_spy()
     if binary is None:
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
     spy = subprocess.Popen(
         [binary, "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", "200",
-         "--threads", "-d", str(seconds)],
+         "--threads", "--idle", "-d", str(seconds)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip

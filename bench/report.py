@@ -108,13 +108,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
         add(("e2e", f"privbot serve (SQLite), burst of {burst['messages']}",
              f"{burst['throughput_msg_s']} msg/s ({burst['replies']} replies)"))  # fmt: skip
         add(("e2e", "  delivery-to-reply in the burst", _lat(burst["latency_s"])))
+        if burst.get("serve_cpu_ms_per_msg") is not None:
+            add(("e2e", "  CPU of privbot serve per message (all threads)",
+                 f"{burst['serve_cpu_ms_per_msg']} ms"))  # fmt: skip
     for level in _get(r, "e2e", "levels") or []:
         add(("e2e", f"  at {level['offered_msg_s']:g} msg/s offered ({level['messages']} msgs)",
              _lat(level["latency_s"]) + f" ({level['replies']} replies)"))  # fmt: skip
     for s in _get(r, "scale") or []:
         add(("scale", f"{s['processes']} x serve on PostgreSQL, burst of {s['messages']}",
              f"{s['throughput_msg_s']} msg/s, {_lat(s['latency_s'])}, "
-             f"RSS {s['peak_rss_mb']} MB ({s['replies']} replies)"))  # fmt: skip
+             f"RSS {s['peak_rss_mb']} MB, CPU {s.get('serve_cpu_ms_per_msg')} ms/msg "
+             f"({s['replies']} replies)"))  # fmt: skip
     clf = r.get("classifier") or {}
     for name in ("gdpr letters", "privacyqa", "spamassassin", "corpora_all"):
         if name in clf:

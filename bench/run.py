@@ -125,14 +125,14 @@ class Bench:
                 prof = self.args.profile / "serve-burst.txt"
                 with recording(serve.pids()[0], prof):
                     out["burst"] = e2e.load(
-                        self.dovecot, self.relay, maker, s.burst, None, 180, "e2e: burst"
+                        self.dovecot, self.relay, maker, s.burst, None, 180, "e2e: burst", serve
                     )
                 out["profile"] = {"file": str(prof)} | {
                     thread: top(prof, thread) for thread in ("privbot-imap", "privbot-outbox")
                 }
             else:
                 out["burst"] = e2e.load(
-                    self.dovecot, self.relay, maker, s.burst, None, 180, "e2e: burst"
+                    self.dovecot, self.relay, maker, s.burst, None, 180, "e2e: burst", serve
                 )
             out["levels"] = []
             for rate in s.levels:
@@ -155,7 +155,7 @@ class Bench:
                 with e2e.serving(self.dovecot, self.relay, maker, pg.url, self.root, count) as sv:
                     result = e2e.load(
                         self.dovecot, self.relay, maker, s.scale_burst, None, 180,
-                        f"scale: {count} x serve",
+                        f"scale: {count} x serve", sv,
                     )  # fmt: skip
                     rss = sv.peak_rss_mb()
                     result.update(processes=count, peak_rss_mb=max(rss) if rss else None,

@@ -63,7 +63,8 @@ class Message(Base):
     envelope_from: Mapped[str | None] = mapped_column(String(320))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     size: Mapped[int] = mapped_column(Integer)
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred: handling a message reads what parsing made of it, not the bytes again.
+    raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     # received -> handled | screened | quarantined | failed
     status: Mapped[str] = mapped_column(String(16), default="received")
     reason: Mapped[str | None] = mapped_column(Text)

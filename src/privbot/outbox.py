@@ -26,7 +26,7 @@ from privbot.app import App
 from privbot.config import SmtpSettings
 from privbot.crashpoints import crash_point
 from privbot.db import durably
-from privbot.models import Outgoing, Ticket, utcnow
+from privbot.models import Outgoing, utcnow
 from privbot.tickets import record
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: f
 
 
 def _audit(session: Session, row: Outgoing, status: str, error: str | None) -> None:
-    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id else None
+    ticket = row.ticket_id
     if status == "sent":
         record(session, "reply_sent", ticket=ticket, outbox=row.id, to=row.to_addr)
     elif status == "failed":

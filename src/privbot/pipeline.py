@@ -143,28 +143,28 @@ def _examine_raw(app: App, raw: bytes, envelope_from: str | None = None) -> Exam
 
 
 def _handle(app: App, session: Session, message: Message, seen: Examination) -> Outcome:
+    # The message row is written last (one UPDATE): the ticket and reply are flushed first
+    # for their ids, and a message changed earlier would be written by every flush.
     settings = app.settings
     # parse, screen (never answer a machine), classify (what does the person want?): `seen`
-    if seen.parsed is not None:
-        message.sender = seen.parsed.from_addr
-        message.subject = seen.parsed.subject[:2000]
     if seen.problem is not None:
-        return _set_aside(session, message, "quarantined", seen.problem)
+        return _set_aside(session, message, seen.parsed, "quarantined", seen.problem)
     assert seen.parsed is not None and seen.parsed.from_addr is not None
     parsed, understanding, refs = seen.parsed, seen.understanding, _refs(seen.parsed)
     if seen.skip is not None or understanding is None:
         # Linked to its ticket when it is about one (an auto-reply to our reply), for staff.
         ticket, _ = find_thread(session, sender="", subject="", refs=refs)
-        return _set_aside(session, message, "screened", seen.skip or "not understood", ticket)
+        reason = seen.skip or "not understood"
+        return _set_aside(session, message, parsed, "screened", reason, ticket)
 
     # thread: a reply joins its ticket; anything else opens one
     verdict = seen.verdict
-    message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
     decision = act.plan(
         understanding, app.classifier.intents, parsed.from_addr, _doubt(app, verdict)
     )
     ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
     joined = ticket is not None
+    automatic = not decision.needs_staff and not joined  # answered in full, nothing to do
     if ticket is None:
         ticket = open_ticket(
             session,
@@ -173,12 +173,13 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
             received_at=message.received_at,
             due_months=settings.due_months,
             type=decision.ticket_type,
-            status=decision.ticket_status,
+            status="done" if automatic else decision.ticket_status,
             intents=list(decision.intents),
             language=understanding.language,
             reply_to=_differing_reply_to(parsed),
+            sender_verified={"pass": True, "fail": False}.get(verdict.result),
+            closed=automatic,
         )
-        ticket.sender_verified = {"pass": True, "fail": False}.get(verdict.result)
         record(session, "ticket_opened", ticket=ticket, message=message, type=ticket.type)
     else:
         if ticket.closed_at is not None:
@@ -186,7 +187,6 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
         ticket.updated_at = utcnow()
         ticket.intents = list(dict.fromkeys([*ticket.intents, *decision.intents]))
         record(session, "message_joined", ticket=ticket, message=message, by=how)
-    message.ticket_id = ticket.id
     record(session, "classified", ticket=ticket, message=message, **_why(understanding, decision))
 
     # act: what is safe now, at once; the rest is the ticket's
@@ -197,15 +197,13 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
     if understanding.correction_text and "correction" in decision.intents:
         record(session, "change_requested", ticket=ticket, message=message,
                text=understanding.correction_text)  # fmt: skip
-    if not decision.needs_staff and not joined:
-        ticket.status = "done"
-        ticket.closed_at = utcnow()
+    if automatic:
         record(session, "resolved_automatically", ticket=ticket, message=message)
 
     # reply: one message that answers everything asked
     reply = _queue_reply(app, session, message, parsed, ticket, joined, understanding, decision)
-    message.status = "handled"
-    message.processed_at = utcnow()
+    _done(message, parsed, "handled", None, ticket)
+    message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
     return Outcome(message.id, "handled", None, ticket.id, reply)
 
 
@@ -315,17 +313,32 @@ def _claim(session: Session, message_id: int) -> Message | None:
 def _set_aside(
     session: Session,
     message: Message,
+    parsed: ParsedMessage | None,
     status: str,
     reason: str,
     ticket: Ticket | None = None,
 ) -> Outcome:
+    record(session, status, ticket=ticket, message=message, reason=reason)
+    _done(message, parsed, status, reason, ticket)
+    return Outcome(message.id, status, reason, ticket.id if ticket else None)
+
+
+def _done(
+    message: Message,
+    parsed: ParsedMessage | None,
+    status: str,
+    reason: str | None,
+    ticket: Ticket | None,
+) -> None:
+    """What became of the message, on its row: who wrote, about what, where it went."""
+    if parsed is not None:
+        message.sender = parsed.from_addr
+        message.subject = parsed.subject[:2000]
     message.status = status
     message.reason = reason
     message.processed_at = utcnow()
     if ticket is not None:
         message.ticket_id = ticket.id
-    record(session, status, ticket=ticket, message=message, reason=reason)
-    return Outcome(message.id, status, reason, ticket.id if ticket else None)
 
 
 def _record_failure(app: App, message_id: int, exc: Exception) -> Outcome:

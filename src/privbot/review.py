@@ -82,7 +82,7 @@ def set_status(app: App, ticket_id: int, status: str, *, actor: str) -> Ticket:
         return ticket
 
 
-def add_note(app: App, ticket_id: int, text: str, *, actor: str) -> Event:
+def add_note(app: App, ticket_id: int, text: str, *, actor: str) -> None:
     text = text.strip()
     if not text:
         raise ReviewError("the note is empty")
@@ -91,7 +91,7 @@ def add_note(app: App, ticket_id: int, text: str, *, actor: str) -> Event:
     with app.sessions.begin() as session:
         ticket = locked_ticket(session, ticket_id)
         touch(ticket)
-        return record(session, "note", ticket=ticket, actor=actor, text=text)
+        record(session, "note", ticket=ticket, actor=actor, text=text)
 
 
 # -- deadline ------------------------------------------------------------------------------
