@@ -29,6 +29,17 @@ def _num(value: Any) -> float | None:
     return None
 
 
+def ratio_median(r: dict[str, Any]) -> float | None:
+    """End-to-end over raw throughput: the median over back-to-back pairs of bursts."""
+    ratios = sorted(p["ratio"] for p in _get(r, "ratio", "pairs") or [] if "ratio" in p)
+    if not ratios:
+        raw = _num(_get(r, "raw", "limit", "throughput_msg_s"))
+        e2e = _num(_get(r, "e2e", "burst", "throughput_msg_s"))
+        return round(e2e / raw, 3) if raw and e2e is not None else None
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else round((ratios[mid - 1] + ratios[mid]) / 2, 3)
+
+
 def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each target: the measured value, the bound, met (True/False) or None if not measured."""
     out: dict[str, dict[str, Any]] = {}
@@ -36,10 +47,8 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     def put(name: str, value: float | None, bound: str, met: bool | None, unit: str) -> None:
         out[name] = {"value": value, "target": bound, "met": met, "unit": unit}
 
-    raw = _num(_get(r, "raw", "limit", "throughput_msg_s"))
-    e2e = _num(_get(r, "e2e", "burst", "throughput_msg_s"))
-    ratio = round(e2e / raw, 3) if raw and e2e is not None else None
-    put("throughput ratio e2e/raw", ratio, f">= {RATIO_TARGET}",
+    ratio = ratio_median(r)
+    put("throughput ratio e2e/raw (median of pairs)", ratio, f">= {RATIO_TARGET}",
         None if ratio is None else ratio >= RATIO_TARGET, "x")  # fmt: skip
 
     idle = _num(_get(r, "raw", "idle_delay_s", "p50"))
@@ -114,6 +123,11 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     for level in _get(r, "e2e", "levels") or []:
         add(("e2e", f"  at {level['offered_msg_s']:g} msg/s offered ({level['messages']} msgs)",
              _lat(level["latency_s"]) + f" ({level['replies']} replies)"))  # fmt: skip
+    pairs = _get(r, "ratio", "pairs") or []
+    if len(pairs) > 1:
+        add(("ratio", f"e2e/raw in {len(pairs)} back-to-back pairs of bursts",
+             ", ".join(f"{p['e2e_msg_s']:g}/{p['raw_msg_s']:g} = {p['ratio']:.2f}" for p in pairs)
+             + f"; median {ratio_median(r)}"))  # fmt: skip
     for s in _get(r, "scale") or []:
         add(("scale", f"{s['processes']} x serve on PostgreSQL, burst of {s['messages']}",
              f"{s['throughput_msg_s']} msg/s, {_lat(s['latency_s'])}, "

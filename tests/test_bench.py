@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bench.harness import CORPORA
 
 from tests.conftest import REPO_ROOT, unavailable
 from tests.servers import Dovecot, PostgresDatabase
@@ -37,5 +38,10 @@ def test_quick_bench_runs_and_writes_json(tmp_path: Path) -> None:
     assert {"sqlite", "postgresql"} <= figures["queue"].keys()
     assert {"e2e_peak_rss_mb", "large_db_peak_rss_mb"} <= figures["memory"].keys()
     assert len(figures["targets"]) == 5
-    assert all(t["met"] in (True, False) for t in figures["targets"].values())
+    verdicts = {name: t["met"] for name, t in figures["targets"].items()}
+    if not CORPORA.is_dir():
+        # Without ../shared the corpus figures are skipped, and said to be: not a failure.
+        assert verdicts.pop("classifier on corpora") is None
+        assert "corpora not found" in figures["classifier"]["note"]
+    assert all(met in (True, False) for met in verdicts.values()), verdicts
     assert "targets" in done.stdout

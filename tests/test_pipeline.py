@@ -155,3 +155,29 @@ def test_a_failing_step_is_retried_then_set_aside_for_staff(db_url: str, tmp_pat
     assert second.status == "failed"
     assert _count(app, Ticket) == 0 and _count(app, Outgoing) == 0  # the failed try left nothing
     assert _count(app, Event, Event.kind == "failed") == 1
+
+
+def test_a_failing_message_in_a_batch_is_rolled_back_alone(db_url: str, tmp_path: Path) -> None:
+    # One transaction per batch, a savepoint per message: the template breaks for one
+    # subject only, and only that message is left undone.
+    replies = tmp_path / "replies"
+    shutil.copytree(data_folder("replies"), replies)
+    answer = replies / "answer.txt.j2"
+    answer.write_text(
+        '{% if "Boom" in subject %}{{ no_such_variable }}{% endif %}' + answer.read_text()
+    )
+    app = make_app(db_url, replies_dir=str(replies))
+    items = [
+        (mail(sender=f"p{i}@example.org", subject=subject, message_id=f"b{i}@example.org"), None)
+        for i, subject in enumerate(["Unsubscribe me", "Boom: my data", "What do you store?"])
+    ]
+    outcomes = pipeline.receive_batch(app, items, source="imap")
+    assert [o.status for o in outcomes] == ["handled", "received", "handled"]
+    assert "no_such_variable" in (outcomes[1].reason or "")
+    assert outcomes[0].reply is not None and outcomes[2].reply is not None
+    assert _count(app, Ticket) == 2 and _count(app, Outgoing) == 2
+    # Nothing of the failed message's attempt survived: no ticket, no event but the count.
+    assert _count(app, Event, Event.message_id == outcomes[1].message) == 0
+    with app.sessions() as session:
+        failed = session.get(Message, outcomes[1].message)
+        assert failed is not None and failed.attempts == 1 and failed.ticket_id is None

@@ -36,6 +36,10 @@ from privbot.understand import Classification
 
 log = logging.getLogger(__name__)
 
+# Messages handled per transaction: enough to share its cost, few enough that the first
+# replies leave (the outbox waits for the commit) while the rest are still being handled.
+TRANSACTION_SIZE = 10
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -67,14 +71,14 @@ def receive(
 
 
 def receive_batch(app: App, items: list[tuple[bytes, str | None]], *, source: str) -> list[Outcome]:
-    """Intake of several messages (an IMAP fetch): stored in one commit, then each processed."""
+    """Intake of several messages (an IMAP fetch): stored in one commit, then processed."""
     stored = store_messages(app.sessions, items, source=source)
     crash_point(app.settings, "after_store")
+    jobs = [(entry.id, raw) for entry, (raw, _) in zip(stored, items, strict=True)]
     outcomes = []
-    for entry, (raw, _) in zip(stored, items, strict=True):
-        outcome = process(app, entry.id, raw)
-        outcomes.append(outcome if entry.new else _as_duplicate(outcome))
-    return outcomes
+    for start in range(0, len(jobs), TRANSACTION_SIZE):
+        outcomes += process_batch(app, jobs[start : start + TRANSACTION_SIZE])
+    return [o if e.new else _as_duplicate(o) for e, o in zip(stored, outcomes, strict=True)]
 
 
 def process(app: App, message_id: int, raw: bytes | None = None) -> Outcome:
@@ -82,25 +86,48 @@ def process(app: App, message_id: int, raw: bytes | None = None) -> Outcome:
 
     `raw`: the stored bytes when the caller still holds them (saves reading them back).
     """
-    try:
-        # The slow, pure part first, outside any transaction: SQLite has one writer, and
-        # every other writer (the outbox marking a reply sent) would wait for it.
-        seen = _examine_stored(app, message_id) if raw is None else _examine_raw(app, raw)
-        with app.sessions.begin() as session:
-            message = _claim(session, message_id) if seen is not None else None
-            # None: done already, or another worker holds it right now.
-            outcome = _handle(app, session, message, seen) if message and seen else None
-            crash_point(app.settings, "mid_transaction")  # all written, nothing committed
-    except DBAPIError:
-        raise  # the database is away: nothing was done; the message waits for the next round
-    except Exception as exc:
-        log.exception("processing message %s failed", message_id)
-        return _record_failure(app, message_id, exc)
-    if outcome is None:
-        return current_outcome(app, message_id)
-    if outcome.reply is not None:
+    return process_batch(app, [(message_id, raw)])[0]
+
+
+def process_batch(app: App, jobs: list[tuple[int, bytes | None]]) -> list[Outcome]:
+    """`process` for several stored messages: one transaction, a savepoint for each message.
+
+    A message that fails is rolled back alone and counted (`_record_failure`); the others
+    commit together. Nothing is done twice: a message is claimed only while `received`.
+    """
+    # The slow, pure part first, outside any transaction: SQLite has one writer, and every
+    # other writer (the outbox marking a reply sent) would wait for it.
+    examined: dict[int, Examination] = {}
+    failed: dict[int, Exception] = {}
+    for message_id, raw in jobs:
+        try:
+            seen = _examine_stored(app, message_id) if raw is None else _examine_raw(app, raw)
+        except Exception as exc:
+            log.exception("examining message %s failed", message_id)
+            failed[message_id] = exc
+            continue
+        if seen is not None:  # None: done already
+            examined[message_id] = seen
+    handled: dict[int, Outcome] = {}
+    with app.sessions.begin() as session:
+        for message in _claim(session, list(examined)):  # not those another worker holds
+            try:
+                with session.begin_nested():
+                    handled[message.id] = _handle(app, session, message, examined[message.id])
+            except DBAPIError:
+                raise  # the database is away: nothing was done; the batch waits for next round
+            except Exception as exc:
+                log.exception("processing message %s failed", message.id)
+                failed[message.id] = exc
+        crash_point(app.settings, "mid_transaction")  # all written, nothing committed
+    if any(o.reply is not None for o in handled.values()):
         app.outbox_ready.set()
-    return outcome
+    return [
+        handled[i] if i in handled
+        else _record_failure(app, i, failed[i]) if i in failed
+        else current_outcome(app, i)
+        for i, _ in jobs
+    ]  # fmt: skip
 
 
 def process_pending(app: App, limit: int = 100) -> list[Outcome]:
@@ -120,7 +147,7 @@ def process_pending(app: App, limit: int = 100) -> list[Outcome]:
             .order_by(Message.id)
             .limit(limit)
         ).all()
-    return [process(app, i) for i in ids]
+    return process_batch(app, [(i, None) for i in ids])
 
 
 def _examine_stored(app: App, message_id: int) -> Examination | None:
@@ -301,12 +328,18 @@ def _why(understanding: Classification, decision: act.Plan) -> dict[str, object]
     }
 
 
-def _claim(session: Session, message_id: int) -> Message | None:
-    # SKIP LOCKED: a second process on PostgreSQL passes over a message being handled.
-    return session.scalar(
-        select(Message)
-        .where(Message.id == message_id, Message.status == "received")
-        .with_for_update(skip_locked=True)
+def _claim(session: Session, message_ids: list[int]) -> list[Message]:
+    """The messages still waiting. SKIP LOCKED: another process on PostgreSQL passes over
+    messages being handled."""
+    if not message_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Message)
+            .where(Message.id.in_(message_ids), Message.status == "received")
+            .order_by(Message.id)
+            .with_for_update(skip_locked=True)
+        )
     )
 
 

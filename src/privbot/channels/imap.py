@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Messages fetched per command; they leave the folder as soon as their batch is done, so a
 # crash repeats at most this many (already stored, so quickly recognised) messages.
-FETCH_BATCH = 10
+FETCH_BATCH = 50
 # After a drop: retry soon, then back off, but never wait long (recover within seconds).
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 DONE_STATUSES = frozenset({"handled", "screened", "quarantined"})

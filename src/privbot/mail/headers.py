@@ -88,7 +88,16 @@ def addresses(msg: Message, name: str, hints: tuple[str, ...] = ()) -> list[tupl
     return pairs
 
 
+_SIMPLE_ADDRESS = re.compile(
+    r"[ \t\r\n]*(?:([\w .'-]*?)[ \t\r\n]*<([^<>\s]+)>|([^<>\s]+))[ \t\r\n]*"
+)
+
+
 def _parse_address_header(name: str, raw: str) -> list[tuple[str, str]]:
+    simple = _SIMPLE_ADDRESS.fullmatch(raw) if raw.isascii() else None
+    if simple and _ADDR_SPEC.fullmatch(addr := (simple.group(2) or simple.group(3))):
+        # Most mail: one plain "Name <addr>" or a bare address; the full parser costs far more.
+        return [(_WHITESPACE.sub(" ", simple.group(1) or "").strip(), addr.lower())]
     found: list[tuple[str, str]] = []
     try:
         header = policy.default.header_fetch_parse(name, raw)
