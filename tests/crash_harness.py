@@ -33,8 +33,9 @@ from privbot.models import Message, Outgoing, Ticket
 from tests.apps import mail, serve_env
 from tests.servers import CaptureRelay, Dovecot
 
-# Per fetch, per message (twice) and per reply: a crash every few dozen steps.
-CRASH_POINTS = "after_fetch:0.03,after_store:0.015,mid_transaction:0.015,after_send:0.02"
+# Per fetch (after_fetch, after_store: up to 50 messages), per transaction (up to 10
+# messages) and per reply: a crash every few dozen steps.
+CRASH_POINTS = "after_fetch:0.03,after_store:0.05,mid_transaction:0.05,after_send:0.02"
 _POINT = re.compile(rb"crash point (\w+): killing myself")
 
 

@@ -99,7 +99,10 @@ def process_batch(app: App, jobs: list[tuple[int, bytes | None]]) -> list[Outcom
     # other writer (the outbox marking a reply sent) would wait for it.
     examined: dict[int, Examination] = {}
     failed: dict[int, Exception] = {}
+    waiting = _still_received(app, [i for i, _ in jobs])  # another process may have done some
     for message_id, raw in jobs:
+        if message_id not in waiting:
+            continue
         try:
             seen = _examine_stored(app, message_id) if raw is None else _examine_raw(app, raw)
         except Exception as exc:
@@ -148,6 +151,15 @@ def process_pending(app: App, limit: int = 100) -> list[Outcome]:
             .limit(limit)
         ).all()
     return process_batch(app, [(i, None) for i in ids])
+
+
+def _still_received(app: App, message_ids: list[int]) -> set[int]:
+    with app.sessions() as session:
+        return set(
+            session.scalars(
+                select(Message.id).where(Message.id.in_(message_ids), Message.status == "received")
+            )
+        )
 
 
 def _examine_stored(app: App, message_id: int) -> Examination | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import select
 import socket
 import threading
@@ -112,7 +113,11 @@ class ImapWatcher:
         """Fetch and process everything in the folder: (messages moved out, messages left)."""
         uids = client.search("ALL")
         taken = left = 0
-        for batch in _chunks(uids, FETCH_BATCH):
+        batches = list(_chunks(uids, FETCH_BATCH))
+        # Start at a random batch: several privbot processes on one mailbox then mostly
+        # take different mail instead of fetching and examining the same.
+        start = random.randrange(len(batches)) if batches else 0
+        for batch in batches[start:] + batches[:start]:
             done, bad, waiting = self._take(client, batch)
             left += waiting
             taken += len(done) + len(bad)
