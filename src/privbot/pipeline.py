@@ -21,17 +21,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from privbot import act
+from privbot.answer import queue_answer
 from privbot.app import App
 from privbot.crashpoints import crash_point
 from privbot.examine import Examination, examine
 from privbot.mail.authn import Verdict
-from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parsed import ParsedMessage
 from privbot.models import Message, Outgoing, Ticket, utcnow
-from privbot.outgoing import pending_outgoing
-from privbot.reply_parts import reply_parts
 from privbot.store import store_message, store_messages
-from privbot.tickets import find_thread, open_ticket, record, replies_sent_since
+from privbot.tickets import find_thread, open_ticket, record
 from privbot.understand import Classification
 
 log = logging.getLogger(__name__)
@@ -240,63 +238,10 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
         record(session, "resolved_automatically", ticket=ticket, message=message)
 
     # reply: one message that answers everything asked
-    reply = _queue_reply(app, session, message, parsed, ticket, joined, understanding, decision)
+    reply = queue_answer(app, session, message, parsed, ticket, joined, understanding, decision)
     _done(message, parsed, "handled", None, ticket)
     message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
     return Outcome(message.id, "handled", None, ticket.id, reply)
-
-
-def _queue_reply(
-    app: App,
-    session: Session,
-    message: Message,
-    parsed: ParsedMessage,
-    ticket: Ticket,
-    joined: bool,
-    understanding: Classification,
-    decision: act.Plan,
-) -> int | None:
-    """Compose the reply into the outbox, unless the per-sender cap says enough."""
-    settings = app.settings
-    to = parsed.from_addr or ticket.requester
-    since = utcnow() - timedelta(hours=24)
-    with session.no_autoflush:  # a count needs none of this message's pending rows
-        sent = replies_sent_since(session, to, since)
-    if sent >= settings.reply_cap:
-        record(
-            session, "reply_suppressed", ticket=ticket, message=message,
-            reason=f"reply cap: {settings.reply_cap} automatic replies to {to} in 24 hours",
-        )  # fmt: skip
-        return None
-    body = app.replies.render(
-        "answer.txt.j2",
-        name=parsed.from_name,
-        subject=parsed.subject,
-        ticket_id=ticket.id,
-        address=settings.address,
-        requester=to,
-        joined=joined,
-        needs_staff=decision.needs_staff,
-        due_date=ticket.due_at.strftime("%d %B %Y") if ticket.due_at else "",
-        parts=reply_parts(app, understanding, decision, joined),
-    )
-    reply = compose_reply(
-        from_addr=settings.address,
-        to_addr=to,
-        subject=reply_subject(parsed.subject, ticket.id),
-        body=body,
-        domain=settings.domain,
-        in_reply_to=parsed.message_id,
-        references=parsed.references,
-    )
-    row = pending_outgoing(
-        reply, to_addr=to, kind="auto", ticket_id=ticket.id, in_reply_to=parsed.message_id,
-        reply_to_message=message.id,
-    )  # fmt: skip
-    session.add(row)
-    session.flush()
-    record(session, "reply_queued", ticket=ticket, message=message, outbox=row.id)
-    return row.id
 
 
 def _doubt(app: App, verdict: Verdict) -> str | None:

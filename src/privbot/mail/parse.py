@@ -199,14 +199,14 @@ def _filename(part: Message) -> str | None:
 
 
 def _raw_param(part: Message, header: str, param: str) -> str | None:
-    for key, raw in part.raw_items():
-        if key.lower() == header:
-            try:
-                value = policy.default.header_fetch_parse(key, str(raw)).params.get(param)
-            except Exception:
-                return None
-            return str(value) if value else None
-    return None
+    values = raw_values(part, header)
+    if not values:
+        return None
+    try:
+        value = policy.default.header_fetch_parse(header, values[0]).params.get(param)
+    except Exception:
+        return None
+    return str(value) if value else None
 
 
 def _payload_bytes(part: Message) -> bytes:
