@@ -135,7 +135,8 @@ def _seed_queue(app: App) -> int:
                 status="awaiting_identity" if kind == "access" else "open",
                 language=["en", "es", "en", "nl", "en"][i],
             )
-            t.due_at = utcnow() + timedelta(days=days, hours=2)
+            # Noon of the due day: "days left" counts calendar days, whatever the hour.
+            t.due_at = utcnow().replace(hour=12, minute=0) + timedelta(days=days)
     return target
 
 

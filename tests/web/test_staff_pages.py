@@ -49,7 +49,9 @@ def _ticket(app: App, requester: str, subject: str, due_in_days: int, **kw: obje
             due_months=0,
             **kw,  # type: ignore[arg-type]
         )
-        t.due_at = utcnow() + timedelta(days=due_in_days, hours=1)
+        # Noon of the due day: "days left" counts calendar days, whatever the hour the test runs.
+        noon = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+        t.due_at = noon + timedelta(days=due_in_days)
         return t.id
 
 
