@@ -11,7 +11,7 @@ from privbot.app import App
 from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parsed import ParsedMessage
 from privbot.models import Message, Ticket, utcnow
-from privbot.outgoing import pending_outgoing
+from privbot.outgoing import queue_outgoing
 from privbot.reply_parts import reply_parts
 from privbot.tickets import record, replies_sent_since
 from privbot.understand import Classification
@@ -63,11 +63,9 @@ def queue_answer(
         in_reply_to=parsed.message_id,
         references=parsed.references,
     )
-    row = pending_outgoing(
-        reply, to_addr=to, kind="auto", ticket_id=ticket.id, in_reply_to=parsed.message_id,
-        reply_to_message=message.id,
+    row = queue_outgoing(
+        session, reply, to_addr=to, kind="auto", ticket_id=ticket.id,
+        in_reply_to=parsed.message_id, reply_to_message=message.id,
     )  # fmt: skip
-    session.add(row)
-    session.flush()
-    record(session, "reply_queued", ticket=ticket, message=message, outbox=row.id)
-    return row.id
+    record(session, "reply_queued", ticket=ticket, message=message, outbox=row)
+    return row

@@ -23,7 +23,7 @@ from privbot import pipeline
 from privbot.app import App
 from privbot.mail.compose import compose_reply
 from privbot.models import ChatRequest, Outgoing, utcnow
-from privbot.outgoing import pending_outgoing
+from privbot.outgoing import queue_outgoing
 from privbot.reply_parts import answer_text
 from privbot.tickets import record
 
@@ -176,15 +176,13 @@ def _send_link(
             body=body,
             domain=app.settings.domain,
         )
-        row = pending_outgoing(mail, to_addr=address, kind="confirm")
-        db.add(row)
-        db.flush()
+        row = queue_outgoing(db, mail, to_addr=address, kind="confirm")
         request.address = address
         request.status = "link_sent"
-        request.link_sent_at = row.created_at
+        request.link_sent_at = utcnow()
         record(
             db, "chat_link_queued", actor=ACTOR, address=address, request=request.id,
-            intents=list(request.intents), outbox=row.id,
+            intents=list(request.intents), outbox=row,
         )  # fmt: skip
         intents = list(request.intents)
     app.outbox_ready.set()

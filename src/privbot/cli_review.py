@@ -293,7 +293,7 @@ def _tickets_reply(args: argparse.Namespace, settings: Settings) -> int:
         if args.preview:
             return f"To: {draft.to}\nSubject: {draft.subject}\n\n{draft.body}"
         row = review.send_reply(app, args.id, body, actor=actor)
-        return f"reply #{row.id} to {row.to_addr} queued in the outbox"
+        return f"reply #{row} to {draft.to} queued in the outbox"
 
     return _review(args, settings, run)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,14 @@ def quote(text: str) -> str:
     """Text as an e-mail quotation: wrapped, each line starting with '> '."""
     words = " ".join(str(text).split())
     # Never break at hyphens: "plug-in" must stay the policy's word, not "plug- in".
-    lines = textwrap.wrap(words, QUOTE_WIDTH - 2, break_on_hyphens=False) or [""]
-    return "\n".join(f"> {line}" for line in lines)
+    return "\n".join(f"> {line}" for line in wrap(words, QUOTE_WIDTH - 2))
+
+
+@lru_cache(maxsize=4096)
+def wrap(text: str, width: int) -> tuple[str, ...]:
+    """`text` as lines of at most `width`; never broken at hyphens. Cached: the policy's
+    clauses and the templates' fixed paragraphs are wrapped again for every reply."""
+    return tuple(textwrap.wrap(text, width, break_on_hyphens=False) or [""])
 
 
 def groupby_ordered(items: Any, attribute: str) -> list[tuple[Any, list[Any]]]:
@@ -87,7 +94,7 @@ def reflow(text: str, width: int = 76) -> str:
 
     def flush() -> None:
         if prose:
-            out.extend(textwrap.wrap(" ".join(prose), width, break_on_hyphens=False) or [""])
+            out.extend(wrap(" ".join(prose), width))
             prose.clear()
 
     for raw in text.strip("\n").splitlines():

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 from privbot.app import App
 from privbot.mail.compose import compose_reply, reply_subject
 from privbot.mail.parse import ParseError, parse_message
-from privbot.models import Message, Outgoing, Ticket
-from privbot.outgoing import pending_outgoing
+from privbot.models import Message, Ticket
+from privbot.outgoing import queue_outgoing
 from privbot.review_common import (
     MAX_BODY,
     ReviewError,
@@ -112,8 +112,9 @@ def draft_reply(app: App, ticket_id: int, body: str) -> Draft:
 
 def send_reply(
     app: App, ticket_id: int, body: str, *, actor: str, kind: str = "staff_reply"
-) -> Outgoing:
-    """Queue a staff reply in the same outbox as the bot's; the sender delivers it."""
+) -> int:
+    """Queue a staff reply in the same outbox as the bot's; the sender delivers it.
+    Returns the outbox row's id."""
     draft = draft_reply(app, ticket_id, body)
     with app.sessions.begin() as session:
         ticket = locked_ticket(session, ticket_id)
@@ -124,7 +125,7 @@ def send_reply(
 
 def queue_draft(
     app: App, session: Session, ticket: Ticket, draft: Draft, *, actor: str, event: str
-) -> Outgoing:
+) -> int:
     reply = compose_reply(
         from_addr=app.settings.address,
         to_addr=draft.to,
@@ -135,11 +136,10 @@ def queue_draft(
         references=draft.references,
         automatic=False,  # a person wrote it: auto-responders may answer, as to any mail
     )
-    row = pending_outgoing(
-        reply, to_addr=draft.to, kind="staff", ticket_id=ticket.id, in_reply_to=draft.in_reply_to
-    )
-    session.add(row)
-    session.flush()
+    row = queue_outgoing(
+        session, reply, to_addr=draft.to, kind="staff", ticket_id=ticket.id,
+        in_reply_to=draft.in_reply_to,
+    )  # fmt: skip
     touch(ticket)
-    record(session, event, ticket=ticket, actor=actor, outbox=row.id, to=draft.to)
+    record(session, event, ticket=ticket, actor=actor, outbox=row, to=draft.to)
     return row

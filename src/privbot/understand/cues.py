@@ -20,21 +20,25 @@ class LanguageCues:
     """Per-language cue words, merged over all languages (mails mix languages)."""
 
     negations: frozenset[str]
-    question_openers: tuple[tuple[str, ...], ...]
-    request_openers: tuple[tuple[str, ...], ...]
+    # Openers by their first word: a sentence is checked only against those that can match.
+    question_openers: dict[str, tuple[tuple[str, ...], ...]]
+    request_openers: dict[str, tuple[tuple[str, ...], ...]]
     conditionals: dict[str, tuple[tuple[str, ...], ...]]  # per language: "si" is not "if" in es
     footers: Matcher
 
     @classmethod
     def build(cls, intents: Intents) -> LanguageCues:
-        def seqs(attr: str) -> tuple[tuple[str, ...], ...]:
+        def seqs(attr: str) -> dict[str, tuple[tuple[str, ...], ...]]:
             out: set[tuple[str, ...]] = set()
             for lang in intents.languages:
                 for text in getattr(lang, attr):
                     tokens = tuple(tokenise(normalise(text)))
                     if tokens:
                         out.add(tokens)
-            return tuple(sorted(out))
+            by_first: dict[str, list[tuple[str, ...]]] = {}
+            for tokens in sorted(out):
+                by_first.setdefault(tokens[0], []).append(tokens)
+            return {first: tuple(group) for first, group in by_first.items()}
 
         footers = []
         for lang in intents.languages:
@@ -69,11 +73,13 @@ class LanguageCues:
             # used"): "Where possible, ... period." in a letter is no question.
             or (
                 (text[-1:] not in ".;:," or len(tokens) <= SHORT_QUESTION)
-                and any(starts_with(tokens, opener) for opener in self.question_openers)
+                and bool(tokens)
+                and any(starts_with(tokens, o) for o in self.question_openers.get(tokens[0], ()))
             )
         )
+        head = tokens[:5]
         is_request = is_question and any(
-            contains(tokens[:5], opener) for opener in self.request_openers
+            contains(head, o) for word in set(head) for o in self.request_openers.get(word, ())
         )
         return is_question, is_request
 
