@@ -134,3 +134,89 @@ def test_concurrent_senders_never_send_twice(db_url: str, relay: CaptureRelay) -
     recipients = [e.rcpt_tos[0] for e in relay.envelopes]
     assert sorted(recipients) == sorted(f"user{i}@example.org" for i in range(30))
     assert all(_row(app, i).status == "sent" for i in ids)
+
+
+def _die_after_the_relay_took_it(app: App, relay: CaptureRelay) -> tuple[Outgoing, object]:
+    """A sender that claimed a reply, got the relay's 250, noted it and died before marking.
+    Its lease is made to have run out already (as it would have by the next claim)."""
+    claimed = outbox.claim_next(app)
+    assert claimed is not None
+    lease = utcnow() - timedelta(seconds=1)
+    with app.sessions.begin() as s:
+        s.execute(update(Outgoing).where(Outgoing.id == claimed.id).values(lease_until=lease))
+    mailer = _mailer(app)
+    mailer.send(app.settings.address, claimed.to_addr, claimed.raw)
+    mailer.close()
+    relay.wait_for(1)
+    return claimed, lease
+
+
+def test_a_reply_noted_before_a_crash_is_marked_not_sent_again(
+    sqlite_url: str, relay: CaptureRelay
+) -> None:
+    app = make_app(sqlite_url, smtp_url=relay.url)
+    assert app.sent_log is not None and app.sent_log.path.name == "privbot.db-sent"
+    reply_id = _queue(app)
+    claimed, lease = _die_after_the_relay_took_it(app, relay)
+    app.sent_log.note(claimed.id, lease)  # type: ignore[arg-type]
+
+    mailer = _mailer(app)
+    assert outbox.send_one(app, mailer) is False  # nothing left to send
+    mailer.close()
+    assert len(relay.envelopes) == 1  # the one copy the dead sender delivered
+    row = _row(app, reply_id)
+    assert row.status == "sent" and row.sent_at is not None
+    with app.sessions() as s:
+        [event] = s.scalars(select(Event).where(Event.kind == "reply_sent")).all()
+    assert event.detail["recovered"] and event.detail["outbox"] == reply_id
+    assert not app.sent_log.has_notes()  # nothing is being sent: the notes are forgotten
+
+
+def test_a_note_from_an_earlier_claim_does_not_count(sqlite_url: str, relay: CaptureRelay) -> None:
+    app = make_app(sqlite_url, smtp_url=relay.url)
+    assert app.sent_log is not None
+    reply_id = _queue(app)
+    claimed, lease = _die_after_the_relay_took_it(app, relay)
+    app.sent_log.note(claimed.id, lease - timedelta(minutes=5))  # type: ignore[operator]
+    mailer = _mailer(app)
+    assert outbox.send_one(app, mailer) is True  # not known to be accepted: sent again
+    mailer.close()
+    relay.wait_for(2)
+    assert [e.rcpt_tos for e in relay.envelopes] == [[claimed.to_addr]] * 2
+    assert _row(app, reply_id).status == "sent"
+
+
+def test_notes_are_kept_while_a_reply_is_being_sent(sqlite_url: str, relay: CaptureRelay) -> None:
+    app = make_app(sqlite_url, smtp_url=relay.url)
+    assert app.sent_log is not None
+    _queue(app, sender="one@example.org")
+    _queue(app, sender="two@example.org")
+    held = outbox.claim_next(app)  # another sender, alive, holds this one
+    assert held is not None and held.lease_until is not None
+    app.sent_log.note(held.id, held.lease_until)
+    assert outbox.send_one(app, _mailer(app)) is True
+    assert app.sent_log.has_notes()  # still needed should that sender die now
+    assert _row(app, held.id).status == "sending"
+
+
+def test_sent_replies_are_noted_then_marked_together(sqlite_url: str, relay: CaptureRelay) -> None:
+    app = make_app(sqlite_url, smtp_url=relay.url)
+    assert app.sent_log is not None
+    ids = [_queue(app, sender=f"p{i}@example.org") for i in range(4)]
+    assert outbox.send_due(app, _mailer(app)) == 4
+    relay.wait_for(4)
+    assert {i for i, _ in app.sent_log.noted()} == set(ids)  # each noted when accepted
+    assert all(_row(app, i).status == "sent" for i in ids)
+
+
+def test_only_a_sqlite_file_has_a_sent_log(pg_url: str, tmp_path: object) -> None:
+    app = make_app(pg_url)
+    try:
+        assert app.sent_log is None  # PostgreSQL: marked right after each send
+    finally:
+        app.close()
+    memory = make_app("sqlite://")
+    try:
+        assert memory.sent_log is None
+    finally:
+        memory.close()

@@ -20,6 +20,7 @@ from privbot.config import ConfigError, Settings
 from privbot.models import Example
 from privbot.policy import Policy, PolicyError, load_policy, load_topics
 from privbot.replies import Replies, load_replies
+from privbot.sentlog import SentLog
 from privbot.understand import Classification, Classifier, Intents, IntentsError, load_intents
 
 
@@ -31,6 +32,8 @@ class App:
     replies: Replies
     policy: Policy
     classifier: LiveClassifier
+    # Replies the relay accepted, before the database knows (SQLite only; see sentlog.py).
+    sent_log: SentLog | None = None
     # Set when there is new work, so idle workers wake at once instead of at their next poll.
     inbound_ready: threading.Event = field(default_factory=threading.Event)
     outbox_ready: threading.Event = field(default_factory=threading.Event)
@@ -124,7 +127,8 @@ def build_app(settings: Settings, *, migrate: bool = True) -> App:
         except (OperationalError, ProgrammingError):
             seen = 0
     live = LiveClassifier(classifier, rebuild, seen)
-    return App(settings, engine, sessions, replies, policy, live)
+    sent_log = SentLog.beside(settings.database_url)
+    return App(settings, engine, sessions, replies, policy, live, sent_log)
 
 
 def _staff_examples(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:

@@ -2,9 +2,12 @@
 
 A row is claimed with a lease (status `sending`), sent, then marked `sent`. Temporary
 failures (4xx, connection errors) go back to `pending` with backoff; permanent ones (5xx)
-become `failed`, visible to staff. If privbot dies between the relay's 250 and the mark, the
-lease runs out and the reply is sent again with the SAME Message-ID, so the copy is
-recognisably one message (the narrowest window SMTP allows: it has no two-phase commit).
+become `failed`, visible to staff. On SQLite each 250 is first noted in the sent log
+(`sentlog.py`) and the batch is marked in one transaction after; a sender that died before
+marking is recognised from its notes when its lease runs out, and nothing is sent again.
+Only a death between the relay taking the mail and the note (microseconds; on PostgreSQL,
+until the mark's commit) sends a reply twice, with the SAME Message-ID, so the copy is
+recognisably one message: SMTP has no two-phase commit.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Update, and_, or_, select, update
+from sqlalchemy import Update, and_, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -27,6 +30,7 @@ from privbot.config import SmtpSettings
 from privbot.crashpoints import crash_point
 from privbot.db import durably
 from privbot.models import Outgoing, utcnow
+from privbot.sentlog import SentLog
 from privbot.tickets import record
 
 log = logging.getLogger(__name__)
@@ -131,6 +135,8 @@ def claim_due(app: App, limit: int) -> list[Outgoing]:
         # On disk before anything is sent: and with it everything the pipeline committed
         # before, so no power cut can lose a ticket whose reply already went out.
         durably(session)
+        if app.sent_log is not None and app.sent_log.has_notes():
+            _recover_noted(session, app.sent_log, now)
         rows = session.scalars(
             select(Outgoing)
             .where(due)
@@ -155,34 +161,78 @@ def send_due(app: App, mailer: Mailer, limit: int = BATCH) -> int:
     """Send up to `limit` due replies over one connection; returns how many were taken."""
     rows = claim_due(app, limit)
     margin = min(LEASE_MARGIN, timedelta(seconds=app.settings.send_lease_seconds / 2))
-    for index, row in enumerate(rows):
-        # A lease that ran out while earlier ones were sent is no longer ours to use.
-        if row.lease_until is None or row.lease_until - margin < utcnow():
-            _release(app, rows[index:])
-            break
-        if not _send_row(app, mailer, row):
-            _release(app, rows[index + 1 :])  # the relay is away: the rest wait their turn
-            break
+    accepted: list[Outgoing] = []  # noted in the sent log; marked together at the end
+    try:
+        for index, row in enumerate(rows):
+            # A lease that ran out while earlier ones were sent is no longer ours to use.
+            if row.lease_until is None or row.lease_until - margin < utcnow():
+                _release(app, rows[index:])
+                break
+            if not _send_row(app, mailer, row, accepted):
+                _release(app, rows[index + 1 :])  # the relay is away: the rest wait their turn
+                break
+    finally:
+        _finish(app, accepted, "sent", None)
     return len(rows)
 
 
-def _send_row(app: App, mailer: Mailer, row: Outgoing) -> bool:
+def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing]) -> bool:
     """Send one claimed reply and record the outcome; False if the relay failed for now."""
     try:
         mailer.send(app.settings.address, row.to_addr, row.raw)
     except PermanentFailure as exc:
-        _finish(app, row, "failed", str(exc))
+        _finish(app, [row], "failed", str(exc))
         return True  # this recipient is refused; the relay takes the others
     except TemporaryFailure as exc:
         if row.attempts >= MAX_ATTEMPTS:
-            _finish(app, row, "failed", f"gave up after {row.attempts} attempts: {exc}")
+            _finish(app, [row], "failed", f"gave up after {row.attempts} attempts: {exc}")
         else:
             delay = backoff(row.attempts, app.settings.retry_seconds)
-            _finish(app, row, "pending", str(exc), retry_in=delay)
+            _finish(app, [row], "pending", str(exc), retry_in=delay)
         return False
-    crash_point(app.settings, "after_send")  # the relay has it; we have not marked it
-    _finish(app, row, "sent", None)
+    if _note_sent(app.sent_log, row):
+        crash_point(app.settings, "after_send")  # the relay and the log have it, the db not
+        accepted.append(row)
+    else:
+        crash_point(app.settings, "after_send")  # the relay has it; nothing records it yet
+        _finish(app, [row], "sent", None)
     return True
+
+
+def _note_sent(notes: SentLog | None, row: Outgoing) -> bool:
+    """Note an accepted reply in the sent log; False where there is none or it failed."""
+    if notes is None or row.lease_until is None:
+        return False
+    try:
+        notes.note(row.id, row.lease_until)
+    except OSError as exc:
+        log.warning(
+            "outbox: cannot note reply %s in %s (%s); marking it now", row.id, notes.path, exc
+        )
+        return False
+    return True
+
+
+def _recover_noted(session: Session, notes: SentLog, now: datetime) -> None:
+    """Replies a dead sender had noted as accepted but never marked: marked sent now, not
+    sent again. Then, if no reply is being sent anywhere, the notes are forgotten."""
+    dead = session.scalars(
+        select(Outgoing).where(Outgoing.status == "sending", Outgoing.lease_until < now)
+    ).all()
+    if dead:
+        noted = notes.noted()
+        for row in dead:
+            if (row.id, row.lease_until) in noted:
+                session.execute(
+                    _while_ours(row).values(
+                        status="sent", lease_until=None, last_error=None, sent_at=now
+                    )
+                )
+                record(session, "reply_sent", ticket=row.ticket_id, outbox=row.id,
+                       to=row.to_addr, recovered="noted as accepted before a crash")  # fmt: skip
+                log.info("outbox: reply %s was accepted before a crash; not sent again", row.id)
+    if not session.scalar(select(exists().where(Outgoing.status == "sending"))):
+        notes.clear()
 
 
 def _while_ours(row: Outgoing) -> Update:
@@ -208,7 +258,12 @@ def _release(app: App, rows: list[Outgoing]) -> None:
             )
 
 
-def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: float = 0.0) -> None:
+def _finish(
+    app: App, rows: list[Outgoing], status: str, error: str | None, retry_in: float = 0.0
+) -> None:
+    """Record what became of claimed replies, in one transaction."""
+    if not rows:
+        return
     now = utcnow()
     values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error}
     if status == "sent":
@@ -218,15 +273,16 @@ def _finish(app: App, row: Outgoing, status: str, error: str | None, retry_in: f
     while True:
         try:
             with app.sessions.begin() as session:
-                session.execute(_while_ours(row).values(**values))
-                _audit(session, row, status, error)
+                for row in rows:
+                    session.execute(_while_ours(row).values(**values))
+                    _audit(session, row, status, error)
             return
         except DBAPIError:
-            # The database is away. We know what happened to this reply: keep trying to say
-            # so while our lease holds; after it, another sender would send it again anyway.
-            if row.lease_until is None or utcnow() >= row.lease_until:
+            # The database is away. We know what happened to these replies: keep trying to
+            # say so while our leases hold; after, the sent log (or a resend) covers them.
+            if any(r.lease_until is None or utcnow() >= r.lease_until for r in rows):
                 raise
-            log.warning("outbox: cannot mark reply %s %s yet; retrying", row.id, status)
+            log.warning("outbox: cannot mark %d replies %s yet; retrying", len(rows), status)
             time.sleep(0.5)
 
 
