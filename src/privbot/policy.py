@@ -13,8 +13,10 @@ import math
 import re
 import tomllib
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 _CLAUSE = re.compile(r"^\(([a-z])\)\s+(.+)$", re.DOTALL)
@@ -204,6 +206,11 @@ class _Unit:
     stems: tuple[str, ...]
     heading_stems: frozenset[str]
 
+    @cached_property
+    def counts(self) -> dict[str, int]:
+        """How often each stem occurs: scoring looks terms up here, not in `stems`."""
+        return dict(Counter(self.stems))
+
 
 @dataclass(frozen=True)
 class PolicyIndex:
@@ -294,7 +301,7 @@ class PolicyIndex:
             idf = self.idf.get(term)
             if idf is None:
                 continue
-            tf = unit.stems.count(term)
+            tf = unit.counts.get(term, 0)
             if tf:
                 score += weight * idf * tf * (k1 + 1) / (tf + length_norm)
             if term in unit.heading_stems:

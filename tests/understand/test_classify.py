@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import unicodedata
+
 import pytest
 
 from privbot.policy import Policy, Topics
 from privbot.understand import Classifier, Intents
+from privbot.understand.language import normalise
 
 ONE_LINERS = [
     ("unsubscribe", "opt_out", "en"),
@@ -207,3 +211,17 @@ def test_extra_examples_at_runtime(intents: Intents, policy: Policy, topics: Top
 def test_unknown_language_defaults_to_english(classifier: Classifier) -> None:
     assert classifier.classify("1234 5678").language == "en"
     assert classifier.classify("请删除我的个人数据").intents == ("deletion",)
+
+
+def test_normalise_strips_every_combining_mark_like_the_plain_definition() -> None:
+    """`normalise` takes shortcuts (ASCII, distinct characters); it must equal the rule."""
+
+    def plain(text: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", text.casefold())
+        return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+    rng = random.Random(5)
+    samples = ["Löschung", "LÖSCHUNG ẞ ǅ ﬁ", "Ελληνικά", "日本語", "Ｆｕｌｌ", "a\u0301\u0302b", ""]
+    samples += ["".join(chr(rng.randint(0, 0x2FFFF)) for _ in range(30)) for _ in range(3000)]
+    assert [normalise(s) for s in samples] == [plain(s) for s in samples]
+    assert normalise("Löschung") == "loschung"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -26,7 +27,11 @@ DEFAULT_LANGUAGE = "en"
 def normalise(text: str) -> str:
     """Casefold and strip accents, so "Löschung", "loschung" and "LÖSCHUNG" compare equal."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if decomposed.isascii():  # no accents to strip: the common case, and the cheap one
+        return decomposed
+    # Look up each distinct character once, not every occurrence.
+    marks = {ord(ch): None for ch in set(decomposed) if unicodedata.combining(ch)}
+    return decomposed.translate(marks) if marks else decomposed
 
 
 def tokenise(text: str) -> list[str]:
@@ -36,7 +41,7 @@ def tokenise(text: str) -> list[str]:
 
 def has_cjk(text: str) -> bool:
     """True when the text holds Han or kana characters (no spaces between words there)."""
-    return any(0x3040 <= ord(ch) <= 0x9FFF for ch in text)
+    return not text.isascii() and any(0x3040 <= ord(ch) <= 0x9FFF for ch in text)
 
 
 def script_of(ch: str) -> str | None:
@@ -69,10 +74,11 @@ class LanguageGuesser:
 
     def guess(self, text: str) -> str:
         counts: dict[str, int] = {}
-        for ch in text[:4000]:  # the opening is plenty and keeps long mails cheap
+        # The opening is plenty and keeps long mails cheap; each distinct character once.
+        for ch, n in Counter(text[:4000]).items():
             script = script_of(ch)
             if script:
-                counts[script] = counts.get(script, 0) + 1
+                counts[script] = counts.get(script, 0) + n
         total = sum(counts.values())
         if not total:
             return self.default
