@@ -190,11 +190,11 @@ def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing])
             delay = backoff(row.attempts, app.settings.retry_seconds)
             _finish(app, [row], "pending", str(exc), retry_in=delay)
         return False
-    if _note_sent(app.sent_log, row):
-        crash_point(app.settings, "after_send")  # the relay and the log have it, the db not
+    noted = _note_sent(app.sent_log, row)
+    crash_point(app.settings, "after_send")  # the relay (and the log, if noted) has it; the db not
+    if noted:
         accepted.append(row)
     else:
-        crash_point(app.settings, "after_send")  # the relay has it; nothing records it yet
         _finish(app, [row], "sent", None)
     return True
 
@@ -223,13 +223,8 @@ def _recover_noted(session: Session, notes: SentLog, now: datetime) -> None:
         noted = notes.noted()
         for row in dead:
             if (row.id, row.lease_until) in noted:
-                session.execute(
-                    _while_ours(row).values(
-                        status="sent", lease_until=None, last_error=None, sent_at=now
-                    )
-                )
-                record(session, "reply_sent", ticket=row.ticket_id, outbox=row.id,
-                       to=row.to_addr, recovered="noted as accepted before a crash")  # fmt: skip
+                session.execute(_while_ours(row).values(**_outcome("sent", None, now)))
+                _audit(session, row, "sent", None, recovered="noted as accepted before a crash")
                 log.info("outbox: reply %s was accepted before a crash; not sent again", row.id)
     if not session.scalar(select(exists().where(Outgoing.status == "sending"))):
         notes.clear()
@@ -264,12 +259,7 @@ def _finish(
     """Record what became of claimed replies, in one transaction."""
     if not rows:
         return
-    now = utcnow()
-    values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error}
-    if status == "sent":
-        values["sent_at"] = now
-    if status == "pending":
-        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    values = _outcome(status, error, utcnow(), retry_in)
     while True:
         try:
             with app.sessions.begin() as session:
@@ -286,10 +276,22 @@ def _finish(
             time.sleep(0.5)
 
 
-def _audit(session: Session, row: Outgoing, status: str, error: str | None) -> None:
+def _outcome(
+    status: str, error: str | None, now: datetime, retry_in: float = 0.0
+) -> dict[str, object]:
+    """The columns of a claimed reply once its outcome is known; the lease is given up."""
+    values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error}
+    if status == "sent":
+        values["sent_at"] = now
+    if status == "pending":
+        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    return values
+
+
+def _audit(session: Session, row: Outgoing, status: str, error: str | None, **detail: str) -> None:
     ticket = row.ticket_id
     if status == "sent":
-        record(session, "reply_sent", ticket=ticket, outbox=row.id, to=row.to_addr)
+        record(session, "reply_sent", ticket=ticket, outbox=row.id, to=row.to_addr, **detail)
     elif status == "failed":
         record(session, "reply_failed", ticket=ticket, outbox=row.id, error=error)
     else:
