@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 from bench.harness import bar, summary
 from privbot.app import App
-from privbot.examine import examine
+from privbot.pipeline.examine import examine
 from privbot.understand.corpora import fill_letter
 from privbot.understand.corpora import mail_parser as _parser
-from tests.apps import mail
+from testing.apps import mail
 
 T = TypeVar("T")
 

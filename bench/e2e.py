@@ -19,7 +19,7 @@ from bench.harness import (
     summary,
     throughput,
 )
-from tests.servers import Dovecot
+from testing.servers import Dovecot
 
 WARM_UP = 3
 

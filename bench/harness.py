@@ -24,8 +24,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tests.apps import mail
-from tests.servers import CapturedEnvelope, CaptureRelay, Dovecot
+from testing.apps import mail
+from testing.servers import CapturedEnvelope, CaptureRelay, Dovecot
 
 REPO = Path(__file__).resolve().parents[1]
 CORPORA = REPO.parent / "shared" / "corpora"

@@ -18,11 +18,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 from bench.harness import bar, summary
-from privbot import db, queries, staff_queries
-from tests.apps import make_app
+from privbot import db
+from privbot.cli import listings
+from privbot.staff import auth, views
+from privbot.web.server import WebServer
+from testing.apps import make_app
 
 TYPES = ("access", "correction", "deletion", "other", "opt_out", "question")
 STATUSES = ("open", "awaiting_identity", "done", "in_progress")
@@ -203,10 +207,10 @@ def time_queries(db_url: str, tickets: int, repeats: int) -> dict[str, Any]:
         ids = [rng.randint(1, tickets) for _ in range(repeats + 1)]
         pick = iter(ids * 2)
         return {
-            "queue_page_50": summary(_time(lambda: queries.tickets(app, limit=50), repeats)),
-            "queue_1000": summary(_time(lambda: queries.tickets(app, limit=1000), repeats // 4)),
+            "queue_page_50": summary(_time(lambda: listings.tickets(app, limit=50), repeats)),
+            "queue_1000": summary(_time(lambda: listings.tickets(app, limit=1000), repeats // 4)),
             "ticket_page": summary(
-                _time(lambda: staff_queries.ticket_detail(app, next(pick)), repeats)
+                _time(lambda: views.ticket_detail(app, next(pick)), repeats)
             ),
         }
     finally:
@@ -217,17 +221,7 @@ STAFF = ("staff@junocloud.me", "bench-password-1234")
 
 
 def time_web(db_url: str, tickets: int, repeats: int) -> dict[str, Any] | None:
-    """privbot's own staff pages over HTTP (uvicorn on loopback, httpx), when privbot.web exists.
-
-    None when the web app is not there (or does not import): the queries are timed instead.
-    """
-    try:
-        import httpx
-
-        from privbot import auth
-        from privbot.web.server import WebServer
-    except ImportError:
-        return None
+    """privbot's own staff pages over HTTP (uvicorn on loopback, httpx)."""
     app = make_app(db_url, secret_key="bench-secret-key-not-for-production")
     server: WebServer | None = None
     try:

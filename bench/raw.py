@@ -20,7 +20,7 @@ from bench.harness import (
     summary,
     throughput,
 )
-from tests.servers import Dovecot
+from testing.servers import Dovecot
 
 
 def idle_delay(dovecot: Dovecot, maker: MailMaker, samples: int) -> dict[str, Any]:

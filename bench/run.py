@@ -4,7 +4,7 @@
                               [--profile DIR]
 
 Sections, in order: classifier, raw, e2e, ratio, scale, queue, memory. Run from the repository root
-(it imports ``tests.servers``). A section that fails is reported in the table and the JSON,
+(it imports ``testing.servers``). A section that fails is reported in the table and the JSON,
 and the exit status is then 1.
 """
 
@@ -27,9 +27,9 @@ from bench import classifier, e2e, queue, raw, report
 from bench.harness import CORPORA, REPO, MailMaker, TimedRelay, human_texts, work_dir
 from bench.profile import recording, top
 from privbot.app import App
-from privbot.examine import examine
-from tests.apps import make_app
-from tests.servers import Dovecot, PostgresDatabase
+from privbot.pipeline.examine import examine
+from testing.apps import make_app
+from testing.servers import Dovecot, PostgresDatabase
 
 SECTIONS = ("classifier", "raw", "e2e", "ratio", "scale", "queue", "memory")
 
@@ -202,9 +202,9 @@ class Bench:
         web = "web_queue" in out["sqlite"]
         out["how"] = (
             "privbot.web's /queue and /tickets/ID over HTTP (uvicorn, httpx), "
-            "plus privbot.queries.tickets and privbot.staff_queries.ticket_detail"
+            "plus privbot.cli.listings.tickets and privbot.staff.views.ticket_detail"
             if web
-            else "privbot.queries.tickets, staff_queries.ticket_detail (privbot.web absent)"
+            else "privbot.cli.listings.tickets, staff.views.ticket_detail (privbot.web absent)"
         )
 
     def _time_queue(self, url: str, load_s: float) -> dict[str, Any]:

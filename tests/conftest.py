@@ -18,11 +18,11 @@ from typing import NoReturn
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Make ``tests.servers`` importable however pytest was started (tests/ has no __init__.py).
+# Make ``testing.servers`` importable however pytest was started (tests/ has no __init__.py).
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.servers import CaptureRelay, Dovecot, PostgresDatabase, PymapServer  # noqa: E402
+from testing.servers import CaptureRelay, Dovecot, PostgresDatabase, PymapServer  # noqa: E402
 
 CORPORA_DIR = REPO_ROOT.parent / "shared" / "corpora"
 # Dovecot's mail user must traverse every parent of its directory; pytest's tmp dirs are 0700.

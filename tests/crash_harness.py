@@ -30,8 +30,8 @@ from sqlalchemy import func, select
 from privbot.app import build_app
 from privbot.config import load_settings
 from privbot.models import Message, Outgoing, Ticket
-from tests.apps import mail, serve_env
-from tests.servers import CaptureRelay, Dovecot
+from testing.apps import mail, serve_env
+from testing.servers import CaptureRelay, Dovecot
 
 # Per fetch (after_fetch, after_store: up to 50 messages), per transaction (up to 10
 # messages) and per reply: a crash every few dozen steps.

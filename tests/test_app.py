@@ -9,9 +9,9 @@ import pytest
 
 from privbot.app import data_folder, load_understanding
 from privbot.config import ConfigError, load_settings
+from privbot.pipeline.reply import answer_text
 from privbot.replies import RepliesError
-from privbot.reply_parts import answer_text
-from tests.apps import make_app
+from testing.apps import make_app
 
 
 def _copy(tmp_path: Path) -> tuple[Path, Path]:

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench.harness import CORPORA
 
+from bench.harness import CORPORA
+from testing.servers import Dovecot, PostgresDatabase
 from tests.conftest import REPO_ROOT, unavailable
-from tests.servers import Dovecot, PostgresDatabase
 
 
 @pytest.mark.timeout(600)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from privbot.config import ConfigError, load_settings
+from privbot.config import ConfigError, Settings, env_name, load_settings
 
 
 def test_defaults() -> None:
@@ -78,7 +80,7 @@ def test_password_is_not_echoed_in_errors() -> None:
 def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
     env = {**os.environ, "PRIVBOT_SMTP_URL": "smtp://relay:99999", "PRIVBOT_DATABASE_URL": ""}
     result = subprocess.run(
-        [sys.executable, "-m", "privbot.cli", "tickets", "list"],
+        [sys.executable, "-m", "privbot", "tickets", "list"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
@@ -89,7 +91,7 @@ def test_cli_reports_a_bad_setting_in_one_line(tmp_path: Path) -> None:
 
 def test_cli_reports_a_missing_config_file(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "privbot.cli", "--config", str(tmp_path / "nope.toml"), "db",
+        [sys.executable, "-m", "privbot", "--config", str(tmp_path / "nope.toml"), "db",
          "upgrade"],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
@@ -97,3 +99,42 @@ def test_cli_reports_a_missing_config_file(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"privbot: --config: file not found: {tmp_path / 'nope.toml'}"
     ]
+
+
+# -- the README documents every setting, and documents nothing that does not exist ----------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _documented_settings() -> set[str]:
+    """PRIVBOT_* names in the first column of the README's settings table."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| setting | meaning | default |")
+    names: set[str] = set()
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        names.update(re.findall(r"`(PRIVBOT_[A-Z_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    fields = {env_name(f.name) for f in dataclasses.fields(Settings)}
+    missing = fields - _documented_settings()
+    assert not missing, f"settings missing from the README's table: {sorted(missing)}"
+
+
+def test_every_documented_setting_exists_and_is_read() -> None:
+    fields = {env_name(f.name): f.name for f in dataclasses.fields(Settings)}
+    documented = _documented_settings()
+    unknown = documented - set(fields)
+    assert not unknown, f"the README documents settings privbot does not have: {sorted(unknown)}"
+    # Each one is really read: a bad value is refused, naming the setting (or, for free text,
+    # a given value arrives in its field).
+    for name in sorted(documented):
+        try:
+            settings = load_settings({name: "\x00not valid\x00"})
+        except ConfigError as exc:
+            assert name in str(exc)
+            continue
+        assert getattr(settings, fields[name]) != getattr(Settings(), fields[name]), name

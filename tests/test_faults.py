@@ -17,10 +17,10 @@ from privbot.channels.smtp import start_receiver
 from privbot.config import load_settings
 from privbot.models import Message
 from privbot.serve import Service
-from tests.apps import mail, make_app, wait_until
+from testing.apps import mail, make_app, wait_until
+from testing.faults import CuttingProxy, PrivatePostgres
+from testing.servers import CaptureRelay, Dovecot, free_port
 from tests.conftest import unavailable
-from tests.faults import CuttingProxy, PrivatePostgres
-from tests.servers import CaptureRelay, Dovecot, free_port
 
 
 def _handled(app: App) -> int:

@@ -21,7 +21,7 @@ from privbot import pipeline
 from privbot.app import App
 from privbot.mail.parse import ParseError, parse_message
 from privbot.models import Message
-from tests.apps import make_app
+from testing.apps import make_app
 
 FUZZ_EXAMPLES = int(os.environ.get("PRIVBOT_FUZZ_EXAMPLES", "150"))
 ENDED = {"handled", "screened", "quarantined"}

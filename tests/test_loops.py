@@ -23,8 +23,8 @@ from privbot import pipeline
 from privbot.app import App
 from privbot.models import Message, Outgoing, Ticket
 from privbot.serve import Service
-from tests.apps import mail, make_app, wait_until
-from tests.servers import free_port
+from testing.apps import mail, make_app, wait_until
+from testing.servers import free_port
 
 ROBOT_CORPORA = ("bounces_autoreplies_sisimai", "bounces_autoreplies_bounceparser")
 HUMANS = {"is-not-bounce-01.eml", "is-not-bounce-02.eml"}  # people, per the corpus README

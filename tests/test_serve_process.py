@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from privbot.app import App
 from privbot.models import Message, Outgoing, Ticket
-from tests.apps import mail, make_app, serve_env, wait_until
-from tests.servers import CaptureRelay, Dovecot
+from testing.apps import mail, make_app, serve_env, wait_until
+from testing.servers import CaptureRelay, Dovecot
 
 
 class Serve:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.servers import CaptureRelay, Dovecot, PostgresDatabase, PymapServer, free_port
+from testing.servers import CaptureRelay, Dovecot, PostgresDatabase, PymapServer, free_port
 
 
 def make_message(n: int, to: str = "support@junocloud.me") -> bytes:

@@ -1,5 +1,5 @@
 """`python -m privbot` is the `privbot` command."""
 
-from privbot.cli import main
+from privbot.cli.main import main
 
 raise SystemExit(main())

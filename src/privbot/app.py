@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from privbot import db
 from privbot.config import ConfigError, Settings
 from privbot.models import Example
-from privbot.policy import Policy, PolicyError, load_policy, load_topics
 from privbot.replies import Replies, load_replies
 from privbot.sentlog import SentLog
 from privbot.understand import Classification, Classifier, Intents, IntentsError, load_intents
+from privbot.understand.policy import Policy, PolicyError, load_policy, load_topics
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ def load_understanding(
 
     `extra_examples` are staff corrections (text, intent, language) from the database.
     """
-    replies_dir = Path(settings.extra.get("REPLIES_DIR") or data_folder("replies"))
-    intents_dir = Path(settings.extra.get("INTENTS_DIR") or data_folder("intents"))
+    replies_dir = Path(settings.replies_dir or data_folder("replies"))
+    intents_dir = Path(settings.intents_dir or data_folder("intents"))
     try:
         intents = load_intents(intents_dir)
         policy = load_policy(replies_dir / "policy.md")

@@ -82,7 +82,15 @@ class Settings:
     # How long a claimed reply is reserved for its sender. Longer than any SMTP send can take
     # (the client times out at 30 s); after it, another worker may send the reply again.
     send_lease_seconds: float = 90.0
-    extra: Mapping[str, str] = field(default_factory=dict)
+    # The web app's public base URL: links mailed from the chat; Secure cookies when https.
+    public_url: str | None = None
+    # Chat messages allowed per client: (count, per seconds).
+    chat_rate: tuple[int, float] = (20, 60.0)
+    # The staff address the CLI records as actor when --as is not given.
+    staff: str | None = None
+    # Folders of the data privbot runs on; default: the ones beside the code (intents/, replies/).
+    intents_dir: str | None = None
+    replies_dir: str | None = None
 
     @property
     def our_addresses(self) -> frozenset[str]:
@@ -134,14 +142,12 @@ def _toml_value(name: str, value: object) -> str:
     raise ConfigError(f"{name}: unsupported value {value!r} in the config file")
 
 
+def env_name(field_name: str) -> str:
+    """The PRIVBOT_* variable (or TOML key, upper-cased) that sets a `Settings` field."""
+    return PREFIX + {"imap": "IMAP_URL", "smtp": "SMTP_URL"}.get(field_name, field_name.upper())
+
+
 def _build(raw: Mapping[str, str]) -> Settings:
-    known = {
-        "DATABASE_URL", "ADDRESS", "ALIASES", "IMAP_URL", "SMTP_URL", "LISTEN",
-        "PROCESSED_FOLDER", "FAILED_FOLDER", "MAX_ATTEMPTS", "REPLY_CAP",
-        "MAX_MESSAGE_BYTES", "DUE_MONTHS", "POLL_SECONDS", "IDLE_SECONDS", "RETRY_SECONDS",
-        "SEND_LEASE_SECONDS", "WEB", "SECRET_KEY", "TRUSTED_AUTHSERV_ID",
-        "REQUIRE_VERIFIED_SENDER", "CRASH_POINTS",
-    }  # fmt: skip
     get = {k[len(PREFIX) :]: v.strip() for k, v in raw.items()}
     defaults = Settings()
     address = _address("PRIVBOT_ADDRESS", get.get("ADDRESS") or defaults.address)
@@ -170,7 +176,11 @@ def _build(raw: Mapping[str, str]) -> Settings:
         crash_points=_crash_points(get.get("CRASH_POINTS", "")),
         retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
         send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
-        extra={k: v for k, v in get.items() if k not in known},
+        public_url=_public_url(get.get("PUBLIC_URL", "")),
+        chat_rate=_rate("CHAT_RATE", get, defaults.chat_rate),
+        staff=_address("PRIVBOT_STAFF", get["STAFF"]) if get.get("STAFF") else None,
+        intents_dir=_folder("INTENTS_DIR", get),
+        replies_dir=_folder("REPLIES_DIR", get),
     )
 
 
@@ -300,3 +310,35 @@ def _redact(url: str) -> str:
     if parts.password is None:
         return url
     return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _public_url(value: str) -> str | None:
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"PRIVBOT_PUBLIC_URL: not an http(s) URL: {value!r}")
+    return value.rstrip("/")
+
+
+def _rate(key: str, get: Mapping[str, str], default: tuple[int, float]) -> tuple[int, float]:
+    value = get.get(key)
+    if not value:
+        return default
+    count, _, window = value.partition("/")
+    try:
+        rate = int(count), float(window or 60)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{key}: expected COUNT/SECONDS, e.g. 20/60: {value!r}") from None
+    if rate[0] < 1 or rate[1] <= 0:
+        raise ConfigError(f"{PREFIX}{key}: COUNT and SECONDS must be positive: {value!r}")
+    return rate
+
+
+def _folder(key: str, get: Mapping[str, str]) -> str | None:
+    value = get.get(key)
+    if not value:
+        return None
+    if not Path(value).is_dir():
+        raise ConfigError(f"{PREFIX}{key}: not a folder: {value!r}")
+    return value

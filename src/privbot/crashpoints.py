@@ -15,7 +15,6 @@ import signal
 
 from privbot.config import Settings
 
-POINTS = ("after_fetch", "after_store", "mid_transaction", "after_send")
 log = logging.getLogger(__name__)
 
 

@@ -7,6 +7,7 @@ Times are stored as UTC; `UTCDateTime` hands them back timezone-aware on every b
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -45,6 +46,42 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(moment: datetime | None) -> str | None:
+    """A stored moment as JSON and pages show it."""
+    return moment.isoformat() if moment else None
+
+
+class MessageStatus(StrEnum):
+    """What became of an inbound message."""
+
+    RECEIVED = "received"  # stored, not handled yet
+    HANDLED = "handled"
+    SCREENED = "screened"  # a machine, spam or not understood: never answered
+    QUARANTINED = "quarantined"  # cannot be read (too large, broken beyond parsing)
+    FAILED = "failed"  # processing failed too often: set aside for staff
+
+
+class TicketStatus(StrEnum):
+    AWAITING_IDENTITY = "awaiting_identity"  # an access request waits for evidence
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    REJECTED = "rejected"
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed under a lease
+    SENT = "sent"
+    FAILED = "failed"  # refused for good: staff see it
+
+
+class ChatStatus(StrEnum):
+    AWAITING_ADDRESS = "awaiting_address"
+    LINK_SENT = "link_sent"
+    CONFIRMED = "confirmed"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -66,7 +103,7 @@ class Message(Base):
     # Deferred: handling a message reads what parsing made of it, not the bytes again.
     raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     # received -> handled | screened | quarantined | failed
-    status: Mapped[str] = mapped_column(String(16), default="received")
+    status: Mapped[str] = mapped_column(String(16), default=MessageStatus.RECEIVED)
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sender: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -86,7 +123,7 @@ class Ticket(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     type: Mapped[str] = mapped_column(String(32), default="general")
-    status: Mapped[str] = mapped_column(String(32), default="open")
+    status: Mapped[str] = mapped_column(String(32), default=TicketStatus.OPEN)
     requester: Mapped[str] = mapped_column(String(320), index=True)
     subject: Mapped[str] = mapped_column(Text, default="")
     intents: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -132,7 +169,7 @@ class Outgoing(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     kind: Mapped[str] = mapped_column(String(16), default="auto")  # auto or staff
     # pending -> sending -> sent | failed (sending goes back to pending if its lease runs out)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -243,7 +280,7 @@ class ChatRequest(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     address: Mapped[str | None] = mapped_column(String(320), index=True)
     nonce: Mapped[str] = mapped_column(String(64), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="awaiting_address")
+    status: Mapped[str] = mapped_column(String(16), default=ChatStatus.AWAITING_ADDRESS)
     client: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

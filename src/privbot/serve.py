@@ -9,10 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privbot import outbox, pipeline
+from privbot import pipeline
 from privbot.app import App
 from privbot.channels.imap import ImapWatcher
 from privbot.channels.smtp import start_receiver
+from privbot.outbox import sender
+from privbot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class Service:
         s = self.app.settings
         self._thread("processor", run_processor, self.app, self.stop_event)
         if s.smtp is not None:
-            self._thread("outbox", outbox.run_sender, self.app, self.stop_event)
+            self._thread("outbox", sender.run_sender, self.app, self.stop_event)
         if s.imap is not None:
             watcher = ImapWatcher(self.app)
             self.stoppers.append(watcher.stop)
@@ -58,8 +60,6 @@ class Service:
     def _start_web(self) -> None:
         # The web app is secondary: if its port is taken, mail keeps flowing and the log
         # says why the queue is not reachable.
-        from privbot.web.server import WebServer
-
         host, port = self.app.settings.web
         try:
             web = WebServer(self.app, host, port).start()

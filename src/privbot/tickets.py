@@ -1,19 +1,55 @@
-"""Tickets and the audit trail: opening, joining, and recording what happened."""
+"""Tickets: the reference and its subject tag, the statuses, opening one, finding the thread
+a message continues, due dates."""
 
 from __future__ import annotations
 
 import calendar
 import re
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from privbot.models import Event, Message, Outgoing, Ticket, utcnow
+from privbot.mail.compose import strip_prefixes
+from privbot.models import Message, Outgoing, Ticket, TicketStatus, utcnow
 
-BOT = "privbot"
-_TAG = re.compile(r"\[JC-(\d+)\]", re.IGNORECASE)
+# The reference people see ("JC-12") and the subject tag that carries it ("[JC-12]").
+REF_PREFIX = "JC-"
+TAG = re.compile(r"\[JC-(\d+)\]", re.IGNORECASE)
+
+# The statuses a ticket of each type moves through; the first is where it starts.
+STATUSES: dict[str, tuple[TicketStatus, ...]] = {
+    "access": (
+        TicketStatus.AWAITING_IDENTITY, TicketStatus.IN_PROGRESS, TicketStatus.DONE,
+        TicketStatus.REJECTED,
+    ),
+}  # fmt: skip
+DEFAULT_STATUSES = (
+    TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.DONE, TicketStatus.REJECTED
+)  # fmt: skip
+CLOSED = frozenset({TicketStatus.DONE, TicketStatus.REJECTED})
+
+
+def ref(ticket_id: int) -> str:
+    return f"{REF_PREFIX}{ticket_id}"
+
+
+def parse_ref(text: str) -> int | None:
+    """The ticket id in "JC-12", "jc-12" or "12"; None if it is not one."""
+    digits = text.strip().upper().removeprefix(REF_PREFIX)
+    return int(digits) if digits.isdigit() and len(digits) < 10 else None
+
+
+def reply_subject(original: str, ticket_id: int) -> str:
+    """'Re: <original> [JC-<id>]', without stacking prefixes or tags."""
+    # One line whatever came in: a subject with line breaks would break the header.
+    base = " ".join(TAG.sub("", original or "").split())
+    base = strip_prefixes(base) or "Your message"
+    return f"Re: {base} [{ref(ticket_id)}]"
+
+
+def statuses_for(ticket_type: str) -> tuple[TicketStatus, ...]:
+    return STATUSES.get(ticket_type, DEFAULT_STATUSES)
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -24,34 +60,6 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=day)
 
 
-def record(
-    session: Session,
-    kind: str,
-    *,
-    ticket: Ticket | int | None = None,
-    message: Message | None = None,
-    actor: str = BOT,
-    **detail: Any,
-) -> None:
-    """Add an event to the audit trail, in the caller's transaction.
-
-    A plain INSERT on the session's connection rather than an ORM object: events are written,
-    never changed, and the unit of work's bookkeeping for them was a fifth of the cost of
-    handling a message.
-    """
-    session.connection().execute(
-        insert(Event.__table__),
-        {
-            "kind": kind,
-            "actor": actor,
-            "ticket_id": ticket.id if isinstance(ticket, Ticket) else ticket,
-            "message_id": message.id if message else None,
-            "detail": detail,
-            "at": utcnow(),
-        },
-    )
-
-
 def open_ticket(
     session: Session,
     *,
@@ -60,7 +68,7 @@ def open_ticket(
     received_at: datetime,
     due_months: int,
     type: str = "general",
-    status: str = "open",
+    status: str = TicketStatus.OPEN,
     intents: list[str] | None = None,
     language: str | None = None,
     reply_to: str | None = None,
@@ -110,20 +118,8 @@ def find_thread(
         ticket = session.get(Ticket, ticket_id) if ticket_id else None
         if ticket is not None:
             return ticket, "references"
-    for match in _TAG.finditer(subject or ""):
+    for match in TAG.finditer(subject or ""):
         ticket = session.get(Ticket, int(match.group(1)))
         if ticket is not None and ticket.closed_at is None and ticket.requester == sender:
             return ticket, "subject tag"
     return None, ""
-
-
-def replies_sent_since(session: Session, address: str, since: datetime) -> int:
-    """Automatic replies queued for an address since a moment: the loop cap counts these."""
-    table = Outgoing.__table__
-    # Core on the session's connection: the ORM's execute path cost more than the query.
-    count = session.connection().scalar(
-        select(func.count(table.c.id)).where(
-            table.c.to_addr == address, table.c.kind == "auto", table.c.created_at >= since
-        )
-    )
-    return count or 0

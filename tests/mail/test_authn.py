@@ -10,7 +10,7 @@ from privbot import pipeline
 from privbot.mail.authn import sender_verdict
 from privbot.mail.parse import parse_message
 from privbot.models import Event, Suppression, Ticket
-from tests.apps import mail, make_app
+from testing.apps import mail, make_app
 
 TRUSTED = "mx.junocloud.me"
 OPT_OUT = "Please unsubscribe me from your newsletter."

@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from privbot.mail.compose import as_bytes, compose_reply, reply_subject
+from privbot.mail.compose import as_bytes, compose_reply
+from privbot.tickets import reply_subject
 
 WORDS = ["Grüße", "hello", "données", "ŽŠČ", "x" * 40, "我的数据", "a", "Re:", "[JC-3]",
          "long-word-with-hyphens", "émoji🙂", "y" * 90, "\t", "AW: Fwd:"]  # fmt: skip

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from privbot.policy import Policy, Topics, load_policy, load_topics
 from privbot.understand import Classifier, Intents, load_intents
+from privbot.understand.policy import Policy, Topics, load_policy, load_topics
 
 REPO = Path(__file__).resolve().parents[2]
 CORPORA = REPO.parent / "shared" / "corpora"

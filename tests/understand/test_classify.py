@@ -7,9 +7,9 @@ import unicodedata
 
 import pytest
 
-from privbot.policy import Policy, Topics
 from privbot.understand import Classifier, Intents
 from privbot.understand.language import normalise
+from privbot.understand.policy import Policy, Topics
 
 ONE_LINERS = [
     ("unsubscribe", "opt_out", "en"),

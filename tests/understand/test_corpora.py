@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from privbot.understand import Classifier
-from privbot.understand.evaluate import evaluate, fill_letter
+from privbot.understand.corpora import fill_letter
+from privbot.understand.evaluate import evaluate
 
 from .conftest import CORPORA, REPO
 

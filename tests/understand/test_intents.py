@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from privbot.policy import Policy
 from privbot.understand import Classifier, Intents, IntentsError, load_intents
 from privbot.understand.intents import REQUIRED_INTENTS
+from privbot.understand.policy import Policy
 
 from .conftest import REPO
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from privbot.policy import Policy, PolicyError, Topics, answer, load_policy, parse_policy
+from privbot.understand.policy import Policy, PolicyError, Topics, answer, load_policy, parse_policy
 
 from .conftest import REPO
 

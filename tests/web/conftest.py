@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from privbot import auth
 from privbot.app import App
+from privbot.staff import auth
 from privbot.web import create_app
-from tests.apps import make_app
+from testing.apps import make_app
 
 STAFF = "ada@junocloud.me"
 PASSWORD = "correct horse battery"

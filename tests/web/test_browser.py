@@ -21,9 +21,9 @@ from privbot.app import App
 from privbot.models import Outgoing, Ticket, utcnow
 from privbot.tickets import open_ticket
 from privbot.web.server import WebServer
-from tests.apps import mail, make_app, wait_until
+from testing.apps import mail, make_app, wait_until
+from testing.servers import free_port
 from tests.conftest import REPO_ROOT, unavailable
-from tests.servers import free_port
 from tests.web.conftest import PASSWORD, STAFF, add_staff
 
 CHROMIUM = Path("/usr/bin/chromium")

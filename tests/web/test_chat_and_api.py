@@ -9,14 +9,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from privbot import act, auth
+from privbot import optouts
 from privbot.app import App
 from privbot.config import load_settings
 from privbot.models import ChatRequest, Message, Outgoing, Suppression, Ticket
-from privbot.outbox import Mailer, send_one
+from privbot.outbox.sender import Mailer
+from privbot.staff import auth
 from privbot.web import create_app
-from tests.apps import make_app
-from tests.servers import CaptureRelay
+from testing.apps import make_app, send_one
+from testing.servers import CaptureRelay
 
 LINK = re.compile(r"http://127\.0\.0\.1:8025(/chat/confirm/[A-Za-z0-9_.\-]+)")
 
@@ -44,7 +45,7 @@ def test_chat_answers_a_cookie_question_with_the_policy_citation(client: TestCli
     assert 'section "Cookies"' in data["reply"] and "persistent" in data["reply"]
     assert re.fullmatch(r"[A-Za-z0-9_-]{16,64}", data["session"])
     # Same classifier and answer code as `privbot ask`: the very same text.
-    from privbot.reply_parts import answer_text
+    from privbot.pipeline.reply import answer_text
 
     assert data["reply"] == answer_text(client.app.state.web.app, "Do you use cookies?")[1].strip()  # type: ignore[attr-defined]
 
@@ -127,7 +128,7 @@ def test_an_opt_out_asked_in_the_chat_is_applied_only_after_the_mailed_link(
 
         # Nothing is done yet: no suppression, no ticket, no stored message.
         with chat_app.sessions() as db:
-            assert act.suppressed_scopes(db, "nina@example.org") == ()
+            assert optouts.active_scopes(db, "nina@example.org") == ()
             assert db.scalar(select(func.count(Ticket.id))) == 0
             assert db.scalar(select(func.count(Message.id))) == 0
             row = db.scalar(select(Outgoing))
@@ -144,14 +145,14 @@ def test_an_opt_out_asked_in_the_chat_is_applied_only_after_the_mailed_link(
         shown = client.get(path)
         assert shown.status_code == 200 and "Yes, make this request" in shown.text
         with chat_app.sessions() as db:
-            assert act.suppressed_scopes(db, "nina@example.org") == ()
+            assert optouts.active_scopes(db, "nina@example.org") == ()
 
         done = client.post(path)
         assert done.status_code == 200 and "your request is made" in done.text
         again = client.post(path)  # a second click does nothing twice
         assert again.status_code == 200
         with chat_app.sessions() as db:
-            assert act.suppressed_scopes(db, "nina@example.org") == ("marketing_email",)
+            assert optouts.active_scopes(db, "nina@example.org") == ("marketing_email",)
             messages = db.scalars(select(Message)).all()
             assert [(m.source, m.sender, m.status) for m in messages] == [
                 ("chat", "nina@example.org", "handled")
@@ -213,7 +214,7 @@ def test_suppression_api_needs_a_token_and_answers_the_scopes(
 ) -> None:
     with web_app.sessions.begin() as db:
         token = auth.create_token(db, "marketing", actor="test")
-        act.apply_opt_out(
+        optouts.apply(
             db, "eva@example.org", ("marketing_email", "targeted_ads"), message=None, ticket=None
         )
     url = "/api/v1/suppressions/Eva@Example.org"

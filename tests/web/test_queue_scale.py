@@ -11,7 +11,7 @@ from sqlalchemy import insert, text
 from privbot.app import App
 from privbot.models import Ticket, utcnow
 from privbot.web import create_app
-from tests.apps import make_app
+from testing.apps import make_app
 from tests.web.conftest import add_staff, login
 
 N = 100_000

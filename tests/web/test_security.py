@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Mount
 from privbot.app import App
 from privbot.models import StaffSession, Ticket, utcnow
 from privbot.web import create_app
-from tests.apps import mail
+from testing.apps import mail
 from tests.web.conftest import PASSWORD, STAFF, add_staff, csrf_of, login
 
 # Every route anyone may use without signing in; everything else is staff only.
@@ -239,7 +239,7 @@ def test_staff_forms_refuse_a_missing_or_wrong_csrf_token(
 
 
 def test_a_disabled_account_is_signed_out_at_once(web_app: App, staff_client: TestClient) -> None:
-    from privbot import auth
+    from privbot.staff import auth
 
     assert staff_client.get("/queue").status_code == 200
     with web_app.sessions.begin() as session:

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from privbot import pipeline
 from privbot.app import App
 from privbot.models import Event, Example, Outgoing, Suppression, Ticket, utcnow
-from privbot.outbox import Mailer, send_one
+from privbot.outbox.sender import Mailer
 from privbot.tickets import open_ticket
 from privbot.web import create_app
-from tests.apps import mail, make_app
-from tests.servers import CaptureRelay
+from testing.apps import mail, make_app, send_one
+from testing.servers import CaptureRelay
 from tests.web.conftest import STAFF, add_staff, login
 
 

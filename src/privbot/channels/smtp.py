@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from privbot.app import App
-from privbot.store import store_message
+from privbot.pipeline.store import store_message
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 
-from privbot.models import utcnow
-
-TAG = re.compile(r"\[JC-(\d+)\]", re.IGNORECASE)
 # Reply and forward prefixes in the languages JunoCloud's users write in.
 _PREFIX = re.compile(
     r"^\s*((re|aw|sv|wg|fw|fwd|tr|rv|r|rif|antw|res|enc)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
@@ -37,12 +35,9 @@ def new_message_id(domain: str) -> str:
     return f"privbot.{uuid.uuid4().hex}@{domain}"
 
 
-def reply_subject(original: str, ticket_id: int) -> str:
-    """'Re: <original> [JC-<id>]', without stacking prefixes or tags."""
-    # One line whatever came in: a subject with line breaks would break the header.
-    base = " ".join(TAG.sub("", original or "").split())
-    base = _PREFIX.sub("", base).strip() or "Your message"
-    return f"Re: {base} [JC-{ticket_id}]"
+def strip_prefixes(subject: str) -> str:
+    """The subject without its reply and forward prefixes ("Re: AW: Fwd:")."""
+    return _PREFIX.sub("", subject).strip()
 
 
 def compose_reply(
@@ -65,7 +60,7 @@ def compose_reply(
     msg["Subject"] = (
         subject if subject.isascii() else Header(subject, "utf-8", header_name="Subject").encode()
     )
-    msg["Date"] = format_datetime(utcnow())
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
         msg["In-Reply-To"] = f"<{in_reply_to}>"

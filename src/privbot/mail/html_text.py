@@ -7,6 +7,7 @@ Thunderbird), become "> " lines, whatever language the client wrote its attribut
 
 from __future__ import annotations
 
+import html as html_module
 import re
 from html.parser import HTMLParser
 
@@ -213,8 +214,6 @@ def html_to_text(html: str) -> str:
         parser.close()
         text = parser.text()
     except Exception:  # HTMLParser can trip on pathological markup; strip tags instead
-        import html as html_module
-
         text = html_module.unescape(_TAG.sub(" ", html))
     text = text.replace("\xa0", " ")
     text = "\n".join(line.rstrip() for line in text.split("\n"))

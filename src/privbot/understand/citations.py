@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from privbot.policy import Citation, PolicyIndex
-from privbot.understand.intents import ACTION_INTENTS, Intents
+from privbot.understand.intents import Intents
+from privbot.understand.policy import Citation, PolicyIndex
 from privbot.understand.sentences import Sentence
 
 
@@ -29,7 +29,7 @@ def cite(
             unanswered = not found
             sections.extend(c.heading for c in found)
             citations.extend(found)
-        elif name in ACTION_INTENTS:
+        elif name in intents_data.requests:
             intent = intents_data.get(name)
             sections.extend(intent.policy_sections)
             said = " ".join(sentences[i].text for i in hit_sentences.get(name, [])[:3])

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from rapidfuzz import fuzz
 
-from privbot.policy import Policy, PolicyIndex, Topics
 from privbot.understand.cues import LanguageCues, compile_phrases, dedupe_phrases
 from privbot.understand.intents import (
-    ACTION_INTENTS,
     ANY_LANGUAGE,
     PHRASE_TABLES,
     Intents,
@@ -26,6 +23,7 @@ from privbot.understand.intents import (
 )
 from privbot.understand.language import LanguageGuesser, normalise, tokenise
 from privbot.understand.matching import Matcher, Phrase
+from privbot.understand.policy import Policy, PolicyIndex, Topics
 from privbot.understand.scoring import (
     CONDITIONAL_FACTOR,
     EXAMPLE_SIMILARITY,
@@ -103,16 +101,6 @@ class Classifier:
             tuple(fuzzy),
         )
 
-    @classmethod
-    def from_paths(
-        cls, intents_dir: Path, policy_path: Path, topics_path: Path | None = None
-    ) -> Classifier:
-        from privbot.policy import load_policy, load_topics
-        from privbot.understand.intents import load_intents
-
-        topics = load_topics(topics_path) if topics_path else None
-        return cls.build(load_intents(intents_dir), load_policy(policy_path), topics)
-
     # -- classification ---------------------------------------------------------------
 
     def classify(self, new_text: str, subject: str = "") -> Classification:
@@ -160,7 +148,10 @@ class Classifier:
                 negated = self.cues.negated(hit, sent.tokens)
                 conditional = self.cues.conditional(hit, sent.tokens, language)
                 in_question = (
-                    is_question and not is_request and p.intent in ACTION_INTENTS and not negated
+                    is_question
+                    and not is_request
+                    and p.intent in self.intents.requests
+                    and not negated
                 )
                 weight = 0.0 if negated else p.weight
                 if conditional:
@@ -206,7 +197,7 @@ class Classifier:
                         Match(intent_name, example, "example", lang, sent.text, WEIGHTS["phrases"])
                     )
             requested = is_request and any(
-                intent_name in ACTION_INTENTS and max(w) >= WEIGHTS["phrases"]
+                intent_name in self.intents.requests and max(w) >= WEIGHTS["phrases"]
                 for intent_name, w in sentence_weights.items()
             )
             if is_question and not requested:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from privbot.understand.intents import ACTION_INTENTS
+from privbot.mail.parse import parse_message
 from privbot.understand.scoring import Classification
 
 # Source request type -> our intent (README section 1); None: no direct intent.
@@ -124,8 +124,12 @@ def privacyqa(path: Path, run: Callable[[str], Classification], progress: bool) 
 
 
 def spam(
-    folder: Path, run: Callable[[str, str], Classification], progress: bool
+    folder: Path,
+    run: Callable[[str, str], Classification],
+    progress: bool,
+    requests: frozenset[str],
 ) -> tuple[list[Outcome], str]:
+    """`requests`: the intents that would act on a mail (spam must get none of them)."""
     if not folder.is_dir():
         return [], "spam corpus missing"
     parser, note = mail_parser()
@@ -133,7 +137,7 @@ def spam(
     for row in _progress(_read_csv(folder / "labels.csv"), "spam", progress):
         text, subject = parser((folder / row["file"]).read_bytes())
         result = run(text, subject)
-        bad = bool(set(result.intents) & set(ACTION_INTENTS))
+        bad = bool(set(result.intents) & requests)
         correct = not bad and (result.spam or row["label"] == "nice")
         out.append(
             Outcome(
@@ -149,11 +153,7 @@ def spam(
 
 
 def mail_parser() -> tuple[Callable[[bytes], tuple[str, str]], str]:
-    """The pipeline's parser when it is there, else a small stdlib fallback."""
-    try:
-        from privbot.mail.parse import parse_message
-    except ImportError:
-        return _fallback_parse, "spam mails parsed with evaluate.py's stdlib fallback"
+    """The pipeline's parser, with a small stdlib fallback for a mail it cannot read."""
 
     def parse(raw: bytes) -> tuple[str, str]:
         try:

@@ -1,6 +1,4 @@
-"""Measure the classifier on the shared corpora and on our own labelled data.
-
-    python -m privbot.understand.evaluate [--corpora DIR] [--labelled FILE] [--no-progress]
+"""Measure the classifier on the shared corpora and on our own labelled data (`privbot eval`).
 
 Corpora (see /work/shared/corpora/README.md): GDPR request letters (their placeholders are
 filled or stripped here), PrivacyQA questions (all should be `question`), SpamAssassin
@@ -10,7 +8,6 @@ spam/ham (no action intent may come out). Labelled TSV: columns text, intents, l
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,19 +16,8 @@ from pathlib import Path
 
 from privbot.understand import corpora as corpus
 from privbot.understand.classify import Classification, Classifier
-from privbot.understand.corpora import (
-    LETTER_INTENTS,
-    MULTI_INTENT_TYPES,
-    Outcome,
-    fill_letter,
-    mail_parser,
-    read_labelled,
-)
-from privbot.understand.intents import ACTION_INTENTS, REQUIRED_INTENTS
-
-REPO = Path(__file__).resolve().parents[3]
-DEFAULT_CORPORA = REPO.parent / "shared" / "corpora"
-_parser = mail_parser  # the name bench/ used before the readers moved to corpora.py
+from privbot.understand.corpora import Outcome
+from privbot.understand.intents import REQUIRED_INTENTS
 
 
 @dataclass(frozen=True)
@@ -81,6 +67,7 @@ class EvalReport:
     labelled: tuple[LabelledReport, ...] = ()
     ms_per_message: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    requests: frozenset[str] = frozenset()  # intents that act on a mail
 
     @property
     def letters_accuracy(self) -> float:
@@ -123,7 +110,7 @@ class EvalReport:
                 rows = [o for o in self.spam if o.expected[0] == label]
                 if not rows:
                     continue
-                actions = [o for o in rows if set(o.predicted) & set(ACTION_INTENTS)]
+                actions = [o for o in rows if set(o.predicted) & self.requests]
                 flagged = [o for o in rows if "spam" in o.detail]
                 out.append(
                     f"SpamAssassin {label}: {len(rows)} mails, {len(actions)} with an action "
@@ -168,6 +155,8 @@ def evaluate(
     notes: list[str] = []
     timings: list[float] = []
 
+    requests = classifier.intents.requests
+
     def run(text: str, subject: str = "") -> Classification:
         start = time.perf_counter()
         result = classifier.classify(text, subject)
@@ -179,7 +168,9 @@ def evaluate(
         privacyqa = corpus.privacyqa(
             corpora / "privacyqa_questions" / "questions.tsv", run, progress
         )
-        spam, note = corpus.spam(corpora / "spam_ham_spamassassin_testdata", run, progress)
+        spam, note = corpus.spam(
+            corpora / "spam_ham_spamassassin_testdata", run, progress, requests
+        )
         notes.append(note)
     elif corpora is not None:
         notes.append(f"corpora not found at {corpora}: corpus figures skipped")
@@ -194,6 +185,7 @@ def evaluate(
         reports,
         ms,
         tuple(notes),
+        requests,
     )
 
 
@@ -235,47 +227,3 @@ def _confusion(confusion: dict[tuple[str, str], int]) -> list[str]:
         row = [confusion.get((gold, pred), 0) for pred in names]
         lines.append(f"  {gold:<12}" + " ".join(f"{v:>8}" for v in row))
     return lines
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpora", type=Path, default=DEFAULT_CORPORA)
-    parser.add_argument("--labelled", type=Path, action="append", default=None)
-    parser.add_argument("--intents", type=Path, default=REPO / "intents")
-    parser.add_argument("--policy", type=Path, default=REPO / "replies" / "policy.md")
-    parser.add_argument("--topics", type=Path, default=REPO / "replies" / "policy_topics.toml")
-    parser.add_argument("--no-corpora", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    classifier = Classifier.from_paths(args.intents, args.policy, args.topics)
-    labelled = args.labelled
-    if labelled is None:
-        labelled = [REPO / "tests" / "data" / "labelled" / "dev.tsv"]
-    report = evaluate(
-        classifier,
-        None if args.no_corpora else args.corpora,
-        [p for p in labelled if p.is_file()],
-        progress=not args.no_progress,
-    )
-    print(report.format())
-    return 0
-
-
-__all__ = [
-    "DEFAULT_CORPORA",
-    "LETTER_INTENTS",
-    "MULTI_INTENT_TYPES",
-    "REPO",
-    "EvalReport",
-    "IntentStats",
-    "LabelledReport",
-    "Outcome",
-    "evaluate",
-    "fill_letter",
-    "main",
-    "read_labelled",
-]
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

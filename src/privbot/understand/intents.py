@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 REQUIRED_INTENTS = ("opt_out", "data_access", "correction", "deletion", "question", "other")
-ACTION_INTENTS = ("opt_out", "data_access", "correction", "deletion")
 ANY_LANGUAGE = "any"  # phrases that work in every language (article numbers, "GDPR")
 PHRASE_TABLES = ("phrases", "strong", "weak")
+QUOTES = ("clauses", "sections")  # how a reply quotes the policy for an intent
 _INTENT_KEYS = {
-    "name", "action", "description", "priority", "policy_sections", "cite_query",
-    "ticket_type", "ticket_status",
+    "name", "request", "automatic", "quote", "description", "priority", "policy_sections",
+    "cite_query", "ticket_type", "ticket_status",
 }  # fmt: skip
 _LANGUAGE_LISTS = (
     "stopwords",
@@ -53,7 +53,6 @@ class Language:
 @dataclass(frozen=True)
 class Intent:
     name: str
-    action: str
     description: str
     priority: int
     policy_sections: tuple[str, ...]
@@ -65,6 +64,11 @@ class Intent:
     # The ticket staff get when this request needs them, and the status it starts in.
     ticket_type: str = "general"
     ticket_status: str = "open"
+    # What privbot does with it (see the intent files): a request for something to be done,
+    # completed by privbot alone when confident, quoting whole sections or best clauses.
+    request: bool = False
+    automatic: bool = False
+    quote: str = "clauses"
 
     def group(self, name: str) -> tuple[tuple[str, PhraseSet], ...]:
         """Named sub-tables of a group, e.g. group("scopes") -> ((scope, phrases), ...)."""
@@ -89,6 +93,11 @@ class Intents:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.intents)
+
+    @property
+    def requests(self) -> frozenset[str]:
+        """Intents that ask for something to be done for the person (not a question)."""
+        return frozenset(i.name for i in self.intents if i.request)
 
 
 def load_intents(folder: Path) -> Intents:
@@ -224,7 +233,6 @@ def _load_intent(path: Path, known: set[str]) -> Intent:
         )
     return Intent(
         name=name,
-        action=_text(data, "action", where),
         description=_text(data, "description", where, default=""),
         priority=priority,
         policy_sections=tuple(_strings(data, "policy_sections", where, required=False)),
@@ -235,4 +243,21 @@ def _load_intent(path: Path, known: set[str]) -> Intent:
         groups=tuple(groups),
         ticket_type=_text(data, "ticket_type", where, default=name),
         ticket_status=_text(data, "ticket_status", where, default="open"),
+        request=_flag(data, "request", where),
+        automatic=_flag(data, "automatic", where),
+        quote=_choice(data, "quote", where, QUOTES),
     )
+
+
+def _flag(table: Mapping[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise IntentsError(f"{where}: {key}: must be true or false")
+    return value
+
+
+def _choice(table: Mapping[str, Any], key: str, where: str, choices: tuple[str, ...]) -> str:
+    value = table.get(key, choices[0])
+    if value not in choices:
+        raise IntentsError(f"{where}: {key}: must be one of {', '.join(choices)}")
+    return str(value)

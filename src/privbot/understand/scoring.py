@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from privbot.policy import Citation, PolicyIndex
 from privbot.understand.citations import cite
-from privbot.understand.intents import ACTION_INTENTS, Intents
+from privbot.understand.intents import Intents
+from privbot.understand.policy import Citation, PolicyIndex
 from privbot.understand.sentences import Sentence
 
 WEIGHTS = {"strong": 2.5, "phrases": 1.5, "weak": 0.5}
@@ -77,7 +77,7 @@ def decide(
     # Weak hints alone never make a request ("should be" five times is no correction).
     action_scores = {
         i: scores.get(i, 0.0) if i in decisive else min(scores.get(i, 0.0), ACCEPT / 2)
-        for i in ACTION_INTENTS
+        for i in sorted(intents_data.requests, key=intents_data.names.index)
     }
     top = max(action_scores.values())
     priority = {i.name: i.priority for i in intents_data.intents}

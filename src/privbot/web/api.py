@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from privbot import auth, queries
+from privbot import optouts
+from privbot.staff import auth
 from privbot.web.security import state
 
 router = APIRouter()
@@ -33,4 +34,4 @@ def suppression(email: str, request: Request) -> Any:
         address = auth.normalise_email(email)
     except auth.AuthError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    return queries.suppression_status(web.app, address)
+    return optouts.status(web.app.sessions, address)

@@ -54,15 +54,14 @@ def create_app(app: App) -> FastAPI:
         # Sessions and confirmation links then end with this process; fine for a try-out.
         log.warning("PRIVBOT_SECRET_KEY is not set: using a random key for this process only")
         secret = secrets.token_urlsafe(32)
-    public_url = settings.extra.get("PUBLIC_URL") or None
-    rate = settings.extra.get("CHAT_RATE", "20/60")
-    limit, _, window = rate.partition("/")
+    public_url = settings.public_url
+    limit, window = settings.chat_rate
     web = WebState(
         app=app,
         secret=secret,
         signer=TimestampSigner(secret, salt="privbot-staff-session"),
-        chat_limit=RateLimiter(int(limit), float(window or 60)),
-        public_url=public_url.rstrip("/") if public_url else None,
+        chat_limit=RateLimiter(limit, window),
+        public_url=public_url,
         secure_cookies=bool(public_url and public_url.startswith("https:")),
     )
 

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from privbot import auth, chat
+from privbot.channels import chat
+from privbot.staff import auth
 from privbot.web.security import (
     LOGIN_COOKIE,
     SESSION_COOKIE,

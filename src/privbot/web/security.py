@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, TimestampSigner
 
-from privbot import auth
 from privbot.app import App
+from privbot.staff import auth
 
 SESSION_COOKIE = "privbot_session"
 LOGIN_COOKIE = "privbot_login"  # the login form's CSRF value, before there is a session

@@ -1,7 +1,7 @@
 """Staff pages and actions: the queue, a ticket, opt-outs, the audit log.
 
 Every route depends on `require_staff` (pages) or `require_staff_form` (actions, which
-also checks the CSRF token). Actions call `privbot.review`; a bad input re-shows the page
+also checks the CSRF token). Actions call `privbot.staff.actions`; a bad input re-shows the page
 with the reason.
 """
 
@@ -15,7 +15,9 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
-from privbot import act, auth, queries, review
+from privbot import optouts
+from privbot.staff import actions, auth, views
+from privbot.tickets import parse_ref, ref, statuses_for
 from privbot.web.security import StaffForm, StaffPage, StaffUser, state
 from privbot.web.views import render
 
@@ -48,8 +50,8 @@ def queue_page(
     app = state(request).app
     if assignee == "me":
         assignee = user.email
-    f = queries.QueueFilter(type, status, assignee, language, q, page)
-    result = queries.queue(app, f)
+    f = views.QueueFilter(type, status, assignee, language, q, page)
+    result = views.queue(app, f)
     params = {k: v for k, v in (("type", type), ("status", status), ("assignee", assignee),
                                 ("language", language), ("q", q)) if v}  # fmt: skip
 
@@ -57,7 +59,7 @@ def queue_page(
         return "/queue?" + urlencode({**params, "page": n})
 
     return render(
-        request, "queue.html", user, result=result, f=f, choices=queries.queue_choices(app),
+        request, "queue.html", user, result=result, f=f, choices=views.queue_choices(app),
         page_link=page_link, filtered=bool(params),
     )  # fmt: skip
 
@@ -70,17 +72,17 @@ def _ticket_page(
     error: str = "",
     status_code: int = 200,
     draft: str = "",
-    preview: review.Draft | None = None,
+    preview: actions.Draft | None = None,
     template: str = "",
 ) -> Response:
     app = state(request).app
-    ticket = queries.ticket_detail(app, ticket_id)
+    ticket = views.ticket_detail(app, ticket_id)
     if ticket is None:
-        raise HTTPException(404, f"There is no ticket JC-{ticket_id}.")
+        raise HTTPException(404, f"There is no ticket {ref(ticket_id)}.")
     if template and not draft:
         try:
-            draft = review.render_template(app, ticket_id, template, actor=user.email)
-        except review.ReviewError as exc:
+            draft = actions.render_template(app, ticket_id, template, actor=user.email)
+        except actions.ReviewError as exc:
             error = str(exc)
     with app.sessions() as session:
         staff = auth.active_emails(session)
@@ -88,9 +90,9 @@ def _ticket_page(
     return render(
         request, "ticket.html", user, status_code, t=ticket, error=error,
         done=done, draft=draft, preview=preview, template=template,
-        templates=review.staff_templates(app), statuses=review.statuses_for(ticket["type"]),
-        staff=staff, intents=app.classifier.intents.names, scopes=act.SCOPES,
-        suppressed=queries.suppression_status(app, ticket["requester"])["scopes"],
+        templates=actions.staff_templates(app), statuses=statuses_for(ticket["type"]),
+        staff=staff, intents=app.classifier.intents.names, scopes=optouts.SCOPES,
+        suppressed=optouts.status(app.sessions, ticket["requester"])["scopes"],
     )  # fmt: skip
 
 
@@ -115,7 +117,7 @@ async def _act(
     """Run a review action; back to the ticket with a notice, or the page with the error."""
     try:
         await run_in_threadpool(action)
-    except review.ReviewError as exc:
+    except actions.ReviewError as exc:
         error = str(exc)
         return await run_in_threadpool(
             lambda: _ticket_page(request, user, ticket_id, error=error, status_code=400, **on_error)
@@ -131,7 +133,7 @@ async def _review(
     action: Callable[..., Any],
     *args: Any,
 ) -> Response:
-    """`_act` for a `privbot.review` action on this ticket with the staff member as actor."""
+    """`_act` for a `privbot.staff.actions` action on this ticket with the staff member as actor."""
     app = state(request).app
     return await _act(
         request, user, ticket_id, done, lambda: action(app, ticket_id, *args, actor=user.email)
@@ -146,7 +148,7 @@ async def assign(
     assignee: str = Form(""),
 ) -> Response:
     who = user.email if assignee == "me" else assignee.strip() or None
-    return await _review(request, user, ticket_id, "assigned", review.assign, who)
+    return await _review(request, user, ticket_id, "assigned", actions.assign, who)
 
 
 @router.post("/tickets/{ticket_id}/status")
@@ -156,7 +158,7 @@ async def set_status(
     user: StaffForm,
     status: str = Form(""),
 ) -> Response:
-    return await _review(request, user, ticket_id, "status", review.set_status, status)
+    return await _review(request, user, ticket_id, "status", actions.set_status, status)
 
 
 @router.post("/tickets/{ticket_id}/extend")
@@ -168,7 +170,7 @@ async def extend(
     reason: str = Form(""),
 ) -> Response:
     return await _review(
-        request, user, ticket_id, "extended", review.extend_deadline, months, reason
+        request, user, ticket_id, "extended", actions.extend_deadline, months, reason
     )
 
 
@@ -184,8 +186,8 @@ async def reply_preview(
 
     def show() -> Response:
         try:
-            draft = review.draft_reply(app, ticket_id, body)
-        except review.ReviewError as exc:
+            draft = actions.draft_reply(app, ticket_id, body)
+        except actions.ReviewError as exc:
             return _ticket_page(request, user, ticket_id, error=str(exc), status_code=400,
                                 draft=body, template=template)  # fmt: skip
         return _ticket_page(request, user, ticket_id, draft=body, preview=draft, template=template)
@@ -204,19 +206,19 @@ async def reply(
     app = state(request).app
 
     def send() -> None:
-        if then_status and then_status not in review.statuses_for(_type(app, ticket_id)):
-            raise review.ReviewError(f"status {then_status!r} does not fit this ticket")
-        review.send_reply(app, ticket_id, body, actor=user.email)
+        if then_status and then_status not in statuses_for(_type(app, ticket_id)):
+            raise actions.ReviewError(f"status {then_status!r} does not fit this ticket")
+        actions.send_reply(app, ticket_id, body, actor=user.email)
         if then_status:
-            review.set_status(app, ticket_id, then_status, actor=user.email)
+            actions.set_status(app, ticket_id, then_status, actor=user.email)
 
     return await _act(request, user, ticket_id, "replied", send, draft=body)
 
 
 def _type(app: Any, ticket_id: int) -> str:
-    detail = queries.ticket_detail(app, ticket_id)
+    detail = views.ticket_detail(app, ticket_id)
     if detail is None:
-        raise review.ReviewError(f"no ticket JC-{ticket_id}")
+        raise actions.ReviewError(f"no ticket {ref(ticket_id)}")
     return str(detail["type"])
 
 
@@ -227,7 +229,7 @@ async def note(
     user: StaffForm,
     text: str = Form(""),
 ) -> Response:
-    return await _review(request, user, ticket_id, "noted", review.add_note, text)
+    return await _review(request, user, ticket_id, "noted", actions.add_note, text)
 
 
 @router.post("/tickets/{ticket_id}/reclassify")
@@ -237,7 +239,7 @@ async def reclassify(
     user: StaffForm,
 ) -> Response:
     intents = [str(v) for v in (await request.form()).getlist("intents")]
-    return await _review(request, user, ticket_id, "reclassified", review.reclassify, intents)
+    return await _review(request, user, ticket_id, "reclassified", actions.reclassify, intents)
 
 
 @router.post("/tickets/{ticket_id}/optout")
@@ -251,9 +253,9 @@ async def optout(
     scopes = [str(v) for v in (await request.form()).getlist("scopes")]
     if undo:
         return await _review(
-            request, user, ticket_id, "optout_undone", review.undo_opt_out, address, scopes
+            request, user, ticket_id, "optout_undone", actions.undo_opt_out, address, scopes
         )
-    return await _review(request, user, ticket_id, "optout", review.apply_opt_out, address, scopes)
+    return await _review(request, user, ticket_id, "optout", actions.apply_opt_out, address, scopes)
 
 
 # -- opt-outs and the audit log -------------------------------------------------------------
@@ -267,7 +269,7 @@ def suppressions_page(
     withdrawn: bool = Query(False),
 ) -> Response:
     app = state(request).app
-    rows = queries.suppressions(app, q, include_withdrawn=withdrawn, limit=500)
+    rows = optouts.register(app.sessions, q, include_withdrawn=withdrawn, limit=500)
     return render(request, "suppressions.html", user, rows=rows, q=q, withdrawn=withdrawn,
                   limit=500)  # fmt: skip
 
@@ -279,9 +281,9 @@ def suppressions_csv(
     q: str = Query("", max_length=320),
     withdrawn: bool = Query(False),
 ) -> Response:
-    rows = queries.suppressions(state(request).app, q, include_withdrawn=withdrawn, limit=None)
+    rows = optouts.register(state(request).app.sessions, q, include_withdrawn=withdrawn, limit=None)
     return Response(
-        queries.suppressions_csv(rows),
+        optouts.as_csv(rows),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
     )
@@ -296,8 +298,8 @@ def audit_page(
     ticket: str = Query("", max_length=12),
     page: int = Query(1, ge=1, le=100_000),
 ) -> Response:
-    ticket_id = int(ticket.removeprefix("JC-")) if ticket.removeprefix("JC-").isdigit() else None
-    result = queries.audit_log(
+    ticket_id = parse_ref(ticket)
+    result = views.audit_log(
         state(request).app, kind=kind, actor=actor, ticket=ticket_id, page=page
     )
     params = {k: v for k, v in (("kind", kind), ("actor", actor), ("ticket", ticket)) if v}

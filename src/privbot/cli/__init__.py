@@ -1,0 +1,1 @@
+"""The `privbot` command (`main.py`), its staff commands, listings and the demo."""

@@ -1,0 +1,314 @@
+"""The `privbot` command. It only parses arguments and calls the core; errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+
+from privbot import pipeline
+from privbot.app import App, LiveClassifier, build_app, data_folder, load_understanding
+from privbot.cli import listings, staff
+from privbot.cli.demo import run_demo
+from privbot.cli.tables import format_table
+from privbot.config import ConfigError, Settings, load_settings
+from privbot.pipeline.examine import examine
+from privbot.pipeline.reply import answer_text
+from privbot.replies import RepliesError
+from privbot.serve import serve_forever
+from privbot.tickets import ref
+from privbot.understand.evaluate import evaluate
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        settings = load_settings(config_file=args.config)
+        return int(args.handler(args, settings))
+    except (ConfigError, RepliesError) as exc:
+        print(f"privbot: {exc}", file=sys.stderr)
+        return 2
+    except DBAPIError as exc:
+        print(f"privbot: database error (PRIVBOT_DATABASE_URL): {exc.orig}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="privbot",
+        description="The privacy support bot on JunoCloud's privacy mailbox.",
+        epilog="Settings come from PRIVBOT_* environment variables (see README).",
+    )
+    parser.add_argument("--config", type=Path, help="TOML file with settings (env overrides)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("serve", _serve, "run the mail channels and the outbox sender until stopped")
+    p = command("ingest", _ingest, "put .eml files through the pipeline (replays, imports)")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
+
+    p = command("db", _no_action, "database maintenance")
+    dbsub = p.add_subparsers(title="actions", metavar="ACTION")
+    u = dbsub.add_parser("upgrade", help="apply schema migrations", description="apply migrations")
+    u.set_defaults(handler=_db_upgrade)
+
+    actions: dict[str, Any] = {}
+    for noun, lister in (("tickets", _tickets_list), ("outbox", _outbox_list)):
+        p = command(noun, _no_action, f"{noun}: list them")
+        nsub = p.add_subparsers(title="actions", metavar="ACTION")
+        lp = nsub.add_parser("list", help=f"list {noun}", description=f"list {noun}")
+        lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+        lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+        lp.set_defaults(handler=lister)
+        actions[noun] = nsub
+
+    p = command("messages", _no_action, "inbound messages: list them with their status")
+    msub = p.add_subparsers(title="actions", metavar="ACTION")
+    lp = msub.add_parser("list", help="list messages", description="list inbound messages")
+    lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    lp.add_argument("--status", help="only this status (received, handled, screened, ...)")
+    lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+    lp.set_defaults(handler=_messages_list)
+    rp = msub.add_parser(
+        "retry",
+        help="put a failed or quarantined message through the pipeline again",
+        description="Put failed or quarantined messages through the pipeline again, after the "
+        "cause is fixed (a template, a setting). Each is handled from its stored bytes.",
+    )
+    which = rp.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the message's id (messages list)")
+    which.add_argument("--failed", action="store_true", help="every failed message")
+    rp.add_argument("--as", dest="actor", help="who is retrying, for the audit trail")
+    rp.set_defaults(handler=_messages_retry)
+
+    p = command("classify", _classify, "show what privbot makes of mail files (no action)")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE.eml")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+
+    p = command("ask", _ask, "print the answer privbot would give to a question, with citations")
+    p.add_argument("text", help="the question or request, in any supported language")
+
+    p = command("eval", _eval, "measure the classifier on the labelled corpora")
+    p.add_argument("--corpora", type=Path, help="default: ../shared/corpora beside the checkout")
+    p.add_argument("--labelled", type=Path, action="append", help="a labelled .tsv (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = command("demo", _demo, "run a self-contained demo with its own IMAP and SMTP servers")
+    p.add_argument("--no-wait", action="store_true", help="exit after the table (for tests)")
+
+    staff.register(sub, actions["tickets"])  # staff, token, optouts, web, tickets show/...
+    return parser
+
+
+def _no_action(args: argparse.Namespace, settings: Settings) -> int:
+    print("privbot: give an action; see --help", file=sys.stderr)
+    return 2
+
+
+def _app(settings: Settings) -> App:
+    return build_app(settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    if settings.imap is None and settings.listen is None:
+        raise ConfigError("PRIVBOT_IMAP_URL or PRIVBOT_LISTEN: set at least one intake channel")
+    if settings.smtp is None:
+        raise ConfigError("PRIVBOT_SMTP_URL: needed to send replies")
+    try:
+        serve_forever(app)
+    finally:
+        app.close()
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    status = 0
+    try:
+        for path in args.files:
+            try:
+                raw = path.read_bytes()
+            except OSError as exc:
+                print(f"privbot: {path}: {exc.strerror or exc}", file=sys.stderr)
+                status = 1
+                continue
+            outcome = pipeline.receive(app, raw, source="file", source_ref=str(path))
+            print(_outcome_line(str(path), outcome))
+    finally:
+        app.close()
+    return status
+
+
+def _outcome_line(name: str, outcome: Any) -> str:
+    parts = [f"{name}: {outcome.status}"]
+    if outcome.duplicate:
+        parts.append("(already stored)")
+    if outcome.ticket:
+        parts.append(f"ticket {ref(outcome.ticket)}")
+    if outcome.reply:
+        parts.append(f"reply #{outcome.reply} queued")
+    if outcome.reason:
+        parts.append(f"- {outcome.reason}")
+    return " ".join(parts)
+
+
+def _db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    app = build_app(settings, migrate=True)
+    app.close()
+    print("database is up to date")
+    return 0
+
+
+def _tickets_list(args: argparse.Namespace, settings: Settings) -> int:
+    return _listing(args, settings, listings.tickets, ["id", "status", "requester", "subject"])
+
+
+def _outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    return _listing(args, settings, listings.outbox, ["id", "status", "to", "subject", "attempts"])
+
+
+def _messages_list(args: argparse.Namespace, settings: Settings) -> int:
+    def fetch(app: App, limit: int) -> list[dict[str, Any]]:
+        return listings.messages(app, limit, status=args.status)
+
+    return _listing(args, settings, fetch, ["id", "status", "sender", "subject", "reason"])
+
+
+def _messages_retry(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    actor = (args.actor or settings.staff or "cli").strip().lower()
+    status = 0
+    try:
+        ids = pipeline.set_aside(app) if args.failed else [args.id]
+        if not ids:
+            print("no failed messages")
+        for message_id in ids:
+            try:
+                outcome = pipeline.retry(app, message_id, actor=actor)
+            except pipeline.RetryError as exc:
+                print(f"privbot: messages retry: {exc}", file=sys.stderr)
+                status = 1
+                continue
+            print(_outcome_line(f"message {message_id}", outcome))
+    finally:
+        app.close()
+    return status
+
+
+def _listing(
+    args: argparse.Namespace,
+    settings: Settings,
+    fetch: Callable[[App, int], list[dict[str, Any]]],
+    columns: list[str],
+) -> int:
+    app = _app(settings)
+    try:
+        rows = fetch(app, args.limit)
+    finally:
+        app.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(format_table(rows, columns))
+    return 0
+
+
+def _understanding_app(settings: Settings) -> App:
+    """An App for commands that only read mail: no database is touched or created."""
+    replies, policy, classifier = load_understanding(settings)
+    return App(settings, None, None, replies, policy, LiveClassifier(classifier))  # type: ignore[arg-type]
+
+
+def _classify(args: argparse.Namespace, settings: Settings) -> int:
+    app = _understanding_app(settings)
+    status = 0
+    for path in args.files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            print(f"privbot: {path}: {exc.strerror or exc}", file=sys.stderr)
+            status = 1
+            continue
+        seen = examine(app, raw)
+        u = seen.understanding
+        row = {
+            "file": str(path),
+            "intents": list(u.intents) if u else [],
+            "skip": seen.skip or seen.problem,
+            "sections": list(u.sections) if u and not seen.skip else [],
+            "language": u.language if u else None,
+            "confidence": round(u.confidence, 3) if u else None,
+            "low_confidence": u.low_confidence if u else None,
+            "opt_out_scopes": list(u.opt_out_scopes) if u else [],
+        }
+        if args.json:
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            what = f"skip ({row['skip']})" if row["skip"] else ", ".join(row["intents"])
+            print(f"{path}: {what}")
+    return status
+
+
+def _ask(args: argparse.Namespace, settings: Settings) -> int:
+    text = args.text.strip()
+    if not text:
+        print("privbot: ask: give a question, e.g. privbot ask \"Do you use cookies?\"",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    understanding, body = answer_text(_understanding_app(settings), text)
+    print(f"[{', '.join(understanding.intents)}; language {understanding.language}; "
+          f"confidence {understanding.confidence:.2f}]\n")  # fmt: skip
+    print(body, end="")
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    app = _understanding_app(settings)
+    corpora = args.corpora or data_folder("tests").parent.parent / "shared" / "corpora"
+    labelled = args.labelled or [
+        p for p in (data_folder("tests") / "data" / "labelled").glob("*.tsv") if p.is_file()
+    ]
+    if not corpora.is_dir():
+        print(f"privbot: eval: no corpora at {corpora} (give --corpora); using labelled data only",
+              file=sys.stderr)  # fmt: skip
+    report = evaluate(
+        app.classifier,
+        corpora if corpora.is_dir() else None,
+        labelled,
+        progress=not args.no_progress,
+    )
+    print(report.format())
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    return run_demo(wait=not args.no_wait)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

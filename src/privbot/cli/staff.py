@@ -1,0 +1,345 @@
+"""The staff commands of `privbot`: accounts, API tokens, the queue from a terminal, opt-outs,
+and the web app alone. Registered by `cli/main.py`; each only parses and calls the core."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from privbot import optouts
+from privbot.app import App, build_app
+from privbot.cli.tables import format_table
+from privbot.config import ConfigError, Settings
+from privbot.staff import actions, auth, views
+from privbot.tickets import DEFAULT_STATUSES, STATUSES, parse_ref, ref
+from privbot.web.server import WebServer
+
+
+def register(sub: Any, tickets: Any) -> None:
+    """Add the commands to the top-level subparsers and the `tickets` actions."""
+
+    def command(parent: Any, name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    staff = command(sub, "staff", _no_action, "staff accounts for the web queue")
+    ssub = staff.add_subparsers(title="actions", metavar="ACTION")
+    add_help = "add a staff account (password from PRIVBOT_STAFF_PASSWORD, else asked)"
+    p = command(ssub, "add", _staff_add, add_help)
+    p.add_argument("email")
+    command(ssub, "list", _staff_list, "list staff accounts")
+    p = command(ssub, "disable", _staff_disable, "disable an account and sign it out")
+    p.add_argument("email")
+
+    token = command(sub, "token", _no_action, "API tokens for machines (the marketing system)")
+    tsub = token.add_subparsers(title="actions", metavar="ACTION")
+    p = command(tsub, "create", _token_create, "create a token, printed once on the last line")
+    p.add_argument("name", help="who uses it, e.g. marketing")
+
+    by = "staff address recorded as the actor (default: PRIVBOT_STAFF)"
+    p = command(tickets, "show", _tickets_show, "show a ticket: thread, why, audit trail")
+    p.add_argument("id", type=_ticket_id)
+    p.add_argument("--json", action="store_true", help="the ticket as JSON")
+    p = command(tickets, "assign", _tickets_assign, "assign a ticket to a staff member")
+    p.add_argument("id", type=_ticket_id)
+    p.add_argument("assignee", help="a staff address, or 'none'")
+    p.add_argument("--as", dest="actor", help=by)
+    p = command(tickets, "status", _tickets_status, "set a ticket's status")
+    p.add_argument("id", type=_ticket_id)
+    p.add_argument("status", help="; ".join(
+        [f"{kind}: {', '.join(s)}" for kind, s in STATUSES.items()]
+        + [f"others: {', '.join(DEFAULT_STATUSES)}"]
+    ))  # fmt: skip
+    p.add_argument("--as", dest="actor", help=by)
+    p = command(tickets, "reply", _tickets_reply, "queue a reply to the requester")
+    p.add_argument("id", type=_ticket_id)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--template", help="a template in replies/staff/ (without .txt.j2)")
+    group.add_argument("--body-file", type=Path, help="the reply text from a file ('-': stdin)")
+    p.add_argument("--preview", action="store_true", help="print the reply, do not queue it")
+    p.add_argument("--as", dest="actor", help=by)
+    p = command(tickets, "note", _tickets_note, "add an internal note")
+    p.add_argument("id", type=_ticket_id)
+    p.add_argument("text")
+    p.add_argument("--as", dest="actor", help=by)
+
+    optouts = command(sub, "optouts", _no_action, "the suppression list")
+    osub = optouts.add_subparsers(title="actions", metavar="ACTION")
+    p = command(osub, "export", _optouts_export, "write the suppression list as CSV")
+    p.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    p.add_argument("--withdrawn", action="store_true", help="include withdrawn opt-outs")
+
+    command(sub, "web", _web, "run the web app (staff queue, chat) alone, on PRIVBOT_WEB")
+
+
+def _ticket_id(value: str) -> int:
+    ticket_id = parse_ref(value)
+    if ticket_id is None:
+        raise argparse.ArgumentTypeError(f"not a ticket id: {value!r} (e.g. 12 or {ref(12)})")
+    return ticket_id
+
+
+def _no_action(args: argparse.Namespace, settings: Settings) -> int:
+    print("privbot: give an action; see --help", file=sys.stderr)
+    return 2
+
+
+def _fail(message: str) -> int:
+    print(f"privbot: {message}", file=sys.stderr)
+    return 1
+
+
+def _with_app(settings: Settings) -> App:
+    return build_app(settings)
+
+
+# -- staff and tokens -------------------------------------------------------------------------
+
+
+def _auth_action(settings: Settings, what: str, work: Callable[[Session], str]) -> int:
+    """Run `work` in one transaction and print what it says; an `AuthError` fails `what`."""
+    app = _with_app(settings)
+    try:
+        with app.sessions.begin() as session:
+            message = work(session)
+    except auth.AuthError as exc:
+        return _fail(f"{what}: {exc}")
+    finally:
+        app.close()
+    print(message)
+    return 0
+
+
+def _staff_add(args: argparse.Namespace, settings: Settings) -> int:
+    password = os.environ.get("PRIVBOT_STAFF_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            return _fail("staff add: set PRIVBOT_STAFF_PASSWORD or run in a terminal")
+        password = getpass.getpass(f"Password for {args.email}: ")
+        if getpass.getpass("Again: ") != password:
+            return _fail("staff add: the passwords differ")
+
+    secret: str = password
+
+    def add(session: Session) -> str:
+        staff = auth.add_staff(session, args.email, secret)
+        return f"staff account {staff.email} is ready"
+
+    return _auth_action(settings, "staff add", add)
+
+
+def _staff_list(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    try:
+        with app.sessions() as session:
+            rows = [
+                {
+                    "email": s.email,
+                    "active": "yes" if s.active else "no",
+                    "created": s.created_at.strftime("%Y-%m-%d"),
+                }
+                for s in auth.list_staff(session)
+            ]
+    finally:
+        app.close()
+    print(format_table(rows, ["email", "active", "created"]))
+    return 0
+
+
+def _staff_disable(args: argparse.Namespace, settings: Settings) -> int:
+    def disable(session: Session) -> str:
+        auth.disable_staff(session, args.email)
+        return f"staff account {args.email.strip().lower()} is disabled and signed out"
+
+    return _auth_action(settings, "staff disable", disable)
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    def create(session: Session) -> str:
+        token = auth.create_token(session, args.name)
+        return (
+            f"API token {args.name.strip()!r} created. It is shown only now; send it as\n"
+            f"Authorization: Bearer TOKEN\n{token}"
+        )
+
+    return _auth_action(settings, "token create", create)
+
+
+# -- tickets --------------------------------------------------------------------------------
+
+
+def _actor(args: argparse.Namespace, settings: Settings, app: App) -> str:
+    actor = (args.actor or settings.staff or "").strip().lower()
+    if not actor:
+        raise actions.ReviewError("say who you are: --as EMAIL or PRIVBOT_STAFF=EMAIL")
+    with app.sessions() as session:
+        if auth.find_active(session, actor) is None:
+            raise actions.ReviewError(f"no active staff account {actor} (privbot staff add)")
+    return actor
+
+
+def _review(args: argparse.Namespace, settings: Settings, action: Any) -> int:
+    """Run one review action with its errors as one line."""
+    app = _with_app(settings)
+    try:
+        message = action(app)
+    except actions.ReviewError as exc:
+        return _fail(f"tickets {args.action_name}: {exc}")
+    finally:
+        app.close()
+    if message:
+        print(message)
+    return 0
+
+
+def _tickets_show(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    try:
+        detail = views.ticket_detail(app, args.id)
+    finally:
+        app.close()
+    if detail is None:
+        return _fail(f"tickets show: no ticket {ref(args.id)}")
+    if args.json:
+        print(json.dumps(detail, indent=2, ensure_ascii=False))
+        return 0
+    print(_format_ticket(detail))
+    return 0
+
+
+def _format_ticket(t: dict[str, Any]) -> str:
+    days = t["days_left"]
+    due = "closed" if t["closed_at"] else (
+        f"overdue by {-days} days" if days is not None and days < 0 else f"{days} days left"
+    )  # fmt: skip
+    lines = [
+        f"{t['ref']}  {t['subject']}",
+        f"type {t['type']} · status {t['status']} · {due} (due {(t['due_at'] or '')[:10]})",
+        f"requester {t['requester']} · assignee {t['assignee'] or 'nobody'} · "
+        f"language {t['language'] or '?'}",
+    ]
+    if t["sender_verified"] is False:
+        lines.append("SENDER NOT VERIFIED: the domain failed DMARC/DKIM/SPF")
+    for w in t["why"]:
+        lines.append(
+            f"why: {', '.join(w.get('intents', []))} (confidence {w.get('confidence')})"
+            + (f"; held back: {'; '.join(w['held_back'])}" if w.get("held_back") else "")
+        )
+    for m in t["thread"]:
+        lines.append("")
+        if m["direction"] == "in":
+            lines.append(f"--- from {m['from']} at {m['at']} [{m['status']}]")
+        else:
+            lines.append(f"--- {m['kind']} reply to {m['to']} at {m['at']} [{m['status']}]")
+        lines.append(m["text"].rstrip())
+    lines.append("")
+    lines.append("audit trail:")
+    for e in t["events"]:
+        lines.append(f"  {e['at'][:16]}  {e['kind']:<22} {e['actor']}")
+    return "\n".join(lines)
+
+
+def _tickets_assign(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "assign"
+
+    def run(app: App) -> str:
+        who = None if args.assignee.lower() == "none" else args.assignee
+        actions.assign(app, args.id, who, actor=_actor(args, settings, app))
+        return f"{ref(args.id)} assigned to {who or 'nobody'}"
+
+    return _review(args, settings, run)
+
+
+def _tickets_status(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "status"
+
+    def run(app: App) -> str:
+        ticket = actions.set_status(app, args.id, args.status, actor=_actor(args, settings, app))
+        return f"{ref(args.id)} is {ticket.status}"
+
+    return _review(args, settings, run)
+
+
+def _tickets_note(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "note"
+
+    def run(app: App) -> str:
+        actions.add_note(app, args.id, args.text, actor=_actor(args, settings, app))
+        return f"note added to {ref(args.id)}"
+
+    return _review(args, settings, run)
+
+
+def _tickets_reply(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "reply"
+
+    def run(app: App) -> str:
+        actor = _actor(args, settings, app)
+        if args.template:
+            body = actions.render_template(app, args.id, args.template, actor=actor)
+        else:
+            try:
+                body = (sys.stdin.read() if str(args.body_file) == "-"
+                        else args.body_file.read_text(encoding="utf-8"))  # fmt: skip
+            except OSError as exc:
+                raise actions.ReviewError(f"{args.body_file}: {exc.strerror or exc}") from None
+        draft = actions.draft_reply(app, args.id, body)
+        if args.preview:
+            return f"To: {draft.to}\nSubject: {draft.subject}\n\n{draft.body}"
+        row = actions.send_reply(app, args.id, body, actor=actor)
+        return f"reply #{row} to {draft.to} queued in the outbox"
+
+    return _review(args, settings, run)
+
+
+# -- opt-outs and the web app ---------------------------------------------------------------
+
+
+def _optouts_export(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    try:
+        rows = optouts.register(app.sessions, include_withdrawn=args.withdrawn, limit=None)
+    finally:
+        app.close()
+    text = optouts.as_csv(rows)
+    if args.output:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _fail(f"optouts export: {args.output}: {exc.strerror or exc}")
+        print(f"{len(rows)} opt-outs written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _web(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    host, port = settings.web
+    try:
+        server = WebServer(app, host, port).start()
+    except OSError as exc:
+        app.close()
+        raise ConfigError(f"PRIVBOT_WEB: cannot listen on {host}:{port}: {exc.strerror}") from None
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    print(f"privbot web app on {server.url} (staff: /login, visitors: /chat)", flush=True)
+    try:
+        while not stopped.wait(1.0):
+            pass
+    finally:
+        server.stop()
+        app.close()
+    return 0

@@ -1,0 +1,317 @@
+"""The outbox: replies leave from a table, so none is lost and none goes twice.
+
+A row is claimed with a lease (status `sending`), sent, then marked `sent`. Temporary
+failures (4xx, connection errors) go back to `pending` with backoff; permanent ones (5xx)
+become `failed`, visible to staff. On SQLite each 250 is first noted in the sent log
+(`privbot/sentlog.py`) and the batch is marked in one transaction after; a sender that died before
+marking is recognised from its notes when its lease runs out, and nothing is sent again.
+Only a death between the relay taking the mail and the note (microseconds; on PostgreSQL,
+until the mark's commit) sends a reply twice, with the SAME Message-ID, so the copy is
+recognisably one message: SMTP has no two-phase commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Update, and_, exists, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from privbot.app import App
+from privbot.audit import record
+from privbot.config import SmtpSettings
+from privbot.crashpoints import crash_point
+from privbot.db import durably
+from privbot.models import OutboxStatus, Outgoing, utcnow
+from privbot.sentlog import SentLog
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20
+BACKOFF_CAP_SECONDS = 3600.0
+# Replies claimed per transaction; each is still marked on its own right after it is sent.
+BATCH = 10
+LEASE_MARGIN = timedelta(seconds=35)  # longer than one send may take (30 s timeout)
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+class TemporaryFailure(Exception):
+    """Try again later: the relay is away or said 4xx."""
+
+
+class PermanentFailure(Exception):
+    """The relay refused for good (5xx): staff must look."""
+
+
+@dataclass
+class Mailer:
+    """One SMTP connection to the relay, opened on demand and reused."""
+
+    settings: SmtpSettings
+    timeout: float = 30.0
+    _conn: smtplib.SMTP | None = None
+
+    def send(self, sender: str, recipient: str, raw: bytes) -> None:
+        # smtplib sends bytes as they are: bare LFs would reach the relay as one long line.
+        raw = _BARE_LF.sub(b"\r\n", raw)
+        try:
+            conn = self._connect()
+            refused = conn.sendmail(sender, [recipient], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(recipient, (550, b"refused"))
+            self._raise_for(code, text)
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            self._raise_for(exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise TemporaryFailure(f"relay unreachable: {exc}") from exc
+        if refused:  # pragma: no cover - one recipient only: refusal raises above
+            code, text = refused[recipient]
+            self._raise_for(code, text)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                conn.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._conn is not None:
+            return self._conn
+        s = self.settings
+        context = ssl.create_default_context() if s.ssl or s.starttls else None
+        if s.ssl:
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=self.timeout, context=context
+            )
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
+            if s.starttls:
+                conn.starttls(context=context)
+        if s.user:
+            conn.login(s.user, s.password or "")
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _raise_for(code: int, text: bytes | str) -> None:
+        message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        detail = f"{code} {message}".strip()
+        if 500 <= code < 600:
+            raise PermanentFailure(detail)
+        raise TemporaryFailure(detail)
+
+
+def backoff(attempts: int, base: float) -> float:
+    """Seconds to wait after the n-th failed attempt: doubling, capped at an hour."""
+    return min(base * 2 ** max(attempts - 1, 0), BACKOFF_CAP_SECONDS)
+
+
+def claim_due(app: App, limit: int) -> list[Outgoing]:
+    """Take up to `limit` due replies under one lease, in one transaction."""
+    now = utcnow()
+    due = or_(
+        and_(Outgoing.status == OutboxStatus.PENDING, Outgoing.next_attempt_at <= now),
+        # a dead sender's: its lease ran out
+        and_(Outgoing.status == OutboxStatus.SENDING, Outgoing.lease_until < now),
+    )
+    with app.sessions.begin() as session:
+        # On disk before anything is sent: and with it everything the pipeline committed
+        # before, so no power cut can lose a ticket whose reply already went out.
+        durably(session)
+        if app.sent_log is not None and app.sent_log.has_notes():
+            _recover_noted(session, app.sent_log, now)
+        rows = session.scalars(
+            select(Outgoing)
+            .where(due)
+            .order_by(Outgoing.next_attempt_at, Outgoing.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        lease = now + timedelta(seconds=app.settings.send_lease_seconds)
+        for row in rows:
+            row.status = OutboxStatus.SENDING
+            row.lease_until = lease
+            row.attempts += 1
+        return list(rows)
+
+
+def send_due(app: App, mailer: Mailer, limit: int = BATCH) -> int:
+    """Send up to `limit` due replies over one connection; returns how many were taken."""
+    rows = claim_due(app, limit)
+    margin = min(LEASE_MARGIN, timedelta(seconds=app.settings.send_lease_seconds / 2))
+    accepted: list[Outgoing] = []  # noted in the sent log; marked together at the end
+    try:
+        for index, row in enumerate(rows):
+            # A lease that ran out while earlier ones were sent is no longer ours to use.
+            if row.lease_until is None or row.lease_until - margin < utcnow():
+                _release(app, rows[index:])
+                break
+            if not _send_row(app, mailer, row, accepted):
+                _release(app, rows[index + 1 :])  # the relay is away: the rest wait their turn
+                break
+    finally:
+        _finish(app, accepted, OutboxStatus.SENT, None)
+    return len(rows)
+
+
+def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing]) -> bool:
+    """Send one claimed reply and record the outcome; False if the relay failed for now."""
+    try:
+        mailer.send(app.settings.address, row.to_addr, row.raw)
+    except PermanentFailure as exc:
+        _finish(app, [row], OutboxStatus.FAILED, str(exc))
+        return True  # this recipient is refused; the relay takes the others
+    except TemporaryFailure as exc:
+        if row.attempts >= MAX_ATTEMPTS:
+            _finish(
+                app, [row], OutboxStatus.FAILED, f"gave up after {row.attempts} attempts: {exc}"
+            )
+        else:
+            delay = backoff(row.attempts, app.settings.retry_seconds)
+            _finish(app, [row], OutboxStatus.PENDING, str(exc), retry_in=delay)
+        return False
+    noted = _note_sent(app.sent_log, row)
+    crash_point(app.settings, "after_send")  # the relay (and the log, if noted) has it; the db not
+    if noted:
+        accepted.append(row)
+    else:
+        _finish(app, [row], OutboxStatus.SENT, None)
+    return True
+
+
+def _note_sent(notes: SentLog | None, row: Outgoing) -> bool:
+    """Note an accepted reply in the sent log; False where there is none or it failed."""
+    if notes is None or row.lease_until is None:
+        return False
+    try:
+        notes.note(row.id, row.lease_until)
+    except OSError as exc:
+        log.warning(
+            "outbox: cannot note reply %s in %s (%s); marking it now", row.id, notes.path, exc
+        )
+        return False
+    return True
+
+
+def _recover_noted(session: Session, notes: SentLog, now: datetime) -> None:
+    """Replies a dead sender had noted as accepted but never marked: marked sent now, not
+    sent again. Then, if no reply is being sent anywhere, the notes are forgotten."""
+    dead = session.scalars(
+        select(Outgoing).where(Outgoing.status == OutboxStatus.SENDING, Outgoing.lease_until < now)
+    ).all()
+    if dead:
+        noted = notes.noted()
+        for row in dead:
+            if (row.id, row.lease_until) in noted:
+                session.execute(_while_ours(row).values(**_outcome(OutboxStatus.SENT, None, now)))
+                _audit(
+                    session,
+                    row,
+                    OutboxStatus.SENT,
+                    None,
+                    recovered="noted as accepted before a crash",
+                )
+                log.info("outbox: reply %s was accepted before a crash; not sent again", row.id)
+    if not session.scalar(select(exists().where(Outgoing.status == OutboxStatus.SENDING))):
+        notes.clear()
+
+
+def _while_ours(row: Outgoing) -> Update:
+    """An UPDATE of a claimed reply that does nothing once our lease is no longer its lease:
+    never overwrite what another sender did since."""
+    return update(Outgoing).where(
+        Outgoing.id == row.id,
+        Outgoing.status == OutboxStatus.SENDING,
+        Outgoing.lease_until == row.lease_until,
+    )
+
+
+def _release(app: App, rows: list[Outgoing]) -> None:
+    """Give claimed, unsent replies back: due again at once, the attempt not counted."""
+    if not rows:
+        return
+    with app.sessions.begin() as session:
+        for row in rows:
+            session.execute(
+                _while_ours(row).values(
+                    status=OutboxStatus.PENDING, lease_until=None, attempts=Outgoing.attempts - 1
+                )
+            )
+
+
+def _finish(
+    app: App, rows: list[Outgoing], status: str, error: str | None, retry_in: float = 0.0
+) -> None:
+    """Record what became of claimed replies, in one transaction."""
+    if not rows:
+        return
+    values = _outcome(status, error, utcnow(), retry_in)
+    while True:
+        try:
+            with app.sessions.begin() as session:
+                for row in rows:
+                    session.execute(_while_ours(row).values(**values))
+                    _audit(session, row, status, error)
+            return
+        except DBAPIError:
+            # The database is away. We know what happened to these replies: keep trying to
+            # say so while our leases hold; after, the sent log (or a resend) covers them.
+            if any(r.lease_until is None or utcnow() >= r.lease_until for r in rows):
+                raise
+            log.warning("outbox: cannot mark %d replies %s yet; retrying", len(rows), status)
+            time.sleep(0.5)
+
+
+def _outcome(
+    status: str, error: str | None, now: datetime, retry_in: float = 0.0
+) -> dict[str, object]:
+    """The columns of a claimed reply once its outcome is known; the lease is given up."""
+    values: dict[str, object] = {"status": status, "lease_until": None, "last_error": error}
+    if status == OutboxStatus.SENT:
+        values["sent_at"] = now
+    if status == OutboxStatus.PENDING:
+        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+    return values
+
+
+def _audit(session: Session, row: Outgoing, status: str, error: str | None, **detail: str) -> None:
+    ticket = row.ticket_id
+    if status == OutboxStatus.SENT:
+        record(session, "reply_sent", ticket=ticket, outbox=row.id, to=row.to_addr, **detail)
+    elif status == OutboxStatus.FAILED:
+        record(session, "reply_failed", ticket=ticket, outbox=row.id, error=error)
+    else:
+        record(session, "reply_deferred", ticket=ticket, outbox=row.id, error=error)
+
+
+def run_sender(app: App, stop: threading.Event, idle_wait: float = 1.0) -> None:
+    """The outbox loop: send while there is work, then sleep until woken or the next poll."""
+    if app.settings.smtp is None:
+        return
+    mailer = Mailer(app.settings.smtp)
+    try:
+        while not stop.is_set():
+            try:
+                busy = send_due(app, mailer) > 0
+            except Exception:
+                log.exception("outbox: sending failed; retrying shortly")
+                busy = False
+                stop.wait(2.0)
+            if not busy:
+                mailer.close()  # don't hold an idle connection the relay will drop anyway
+                app.outbox_ready.wait(idle_wait)
+                app.outbox_ready.clear()
+    finally:
+        mailer.close()
