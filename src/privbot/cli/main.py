@@ -18,11 +18,12 @@ from privbot.cli import listings, staff
 from privbot.cli.demo import run_demo
 from privbot.cli.tables import format_table
 from privbot.config import ConfigError, Settings, load_settings
-from privbot.pipeline.examine import examine
+from privbot.pipeline.examine import examine, foresee
 from privbot.pipeline.reply import answer_text
 from privbot.replies import RepliesError
 from privbot.serve import serve_forever
 from privbot.tickets import ref
+from privbot.understand.blind import BlindReport, judge, read_batch
 from privbot.understand.evaluate import evaluate
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -116,6 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--corpora", type=Path, help="default: ../shared/corpora beside the checkout")
     p.add_argument("--labelled", type=Path, action="append", help="a labelled .tsv (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--blind",
+        type=Path,
+        action="append",
+        help="a blind batch folder (repeatable); default: the newest in tests/data/blind",
+    )
 
     p = command("demo", _demo, "run a self-contained demo with its own IMAP and SMTP servers")
     p.add_argument("--no-wait", action="store_true", help="exit after the table (for tests)")
@@ -296,6 +303,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if not corpora.is_dir():
         print(f"privbot: eval: no corpora at {corpora} (give --corpora); using labelled data only",
               file=sys.stderr)  # fmt: skip
+    for folder in args.blind or newest_blind_batch(data_folder("tests") / "data" / "blind"):
+        print(blind_report(app, folder).format(), end="\n\n")
     report = evaluate(
         app.classifier,
         corpora if corpora.is_dir() else None,
@@ -304,6 +313,21 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(report.format())
     return 0
+
+
+def newest_blind_batch(root: Path) -> list[Path]:
+    """The freshest blind batch (batchN with the highest N): the figure to report."""
+    batches = [p for p in root.glob("batch*") if p.is_dir() and p.name[5:].isdigit()]
+    return [max(batches, key=lambda p: int(p.name[5:]))] if batches else []
+
+
+def blind_report(app: App, folder: Path) -> BlindReport:
+    """What privbot would do with every mail of a blind batch, judged against its labels."""
+    intents = app.classifier.intents
+    return judge(
+        folder.name, read_batch(folder), lambda m: foresee(app, m.raw), intents.names,
+        intents.requests,
+    )  # fmt: skip
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

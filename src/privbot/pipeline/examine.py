@@ -12,7 +12,9 @@ from privbot.mail.authn import Verdict, sender_verdict
 from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
 from privbot.mail.screen import ScreenContext, screen
+from privbot.pipeline.plan import plan
 from privbot.understand import Classification
+from privbot.understand.blind import Seen
 
 NOT_EXAMINED = Verdict("none", "not examined")
 
@@ -53,3 +55,25 @@ def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examinati
         return Examination(parsed, skip=skip, understanding=understanding)
     verdict = sender_verdict(parsed, app.settings.trusted_authserv_id)
     return Examination(parsed, understanding=understanding, verdict=verdict)
+
+
+def foresee(app: App, raw: bytes) -> Seen:
+    """What the pipeline would do with a message, without doing it: screened, or what it
+    understood and would apply or hand to staff (the blind evaluation measures this)."""
+    seen = examine(app, raw)
+    u = seen.understanding
+    if seen.problem is not None or seen.skip is not None or u is None or seen.parsed is None:
+        return Seen(screened=True)
+    decision = plan(u, app.classifier.intents, seen.parsed.from_addr or "", None)
+    requests = app.classifier.intents.requests
+    applied = bool(decision.opt_out_scopes)
+    tickets = frozenset() if u.low_confidence else frozenset(decision.intents) & requests
+    return Seen(
+        screened=False,
+        intents=frozenset(decision.intents),
+        low_confidence=u.low_confidence,
+        sections=frozenset(u.sections),
+        unanswered=u.unanswered_question or not u.citations,
+        opt_out_applied=applied,
+        request_tickets=tickets - ({"opt_out"} if applied else frozenset()),
+    )
