@@ -519,6 +519,7 @@ class CapturedEnvelope:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    mail_options: tuple[str, ...] = ()  # e.g. ("SMTPUTF8",)
 
 
 @dataclass
@@ -555,7 +556,12 @@ class _RelayHandler:
             raw = raw.encode("utf-8", "surrogateescape")
         assert raw is not None
         self.relay._record(
-            CapturedEnvelope(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(raw))
+            CapturedEnvelope(
+                str(envelope.mail_from),
+                list(envelope.rcpt_tos),
+                bytes(raw),
+                tuple(envelope.mail_options),
+            )
         )
         return "250 Message accepted for delivery"
 
@@ -566,12 +572,19 @@ class CaptureRelay(_Service):
     Fault injection: ``fail_with`` (DATA answers a code), ``reject_rcpt`` (RCPT answers a code
     for one address), ``clear_faults``. ``stop()`` then ``start()`` reuses the same port.
     If ``auth`` is given as (user, password), AUTH PLAIN/LOGIN is offered without TLS and
-    checked, and ``url`` includes the credentials.
+    checked, and ``url`` includes the credentials. ``smtputf8=False`` makes a relay that does
+    not offer SMTPUTF8 (RFC 6531), as many still do not.
     """
 
-    def __init__(self, port: int | None = None, auth: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        auth: tuple[str, str] | None = None,
+        smtputf8: bool = True,
+    ) -> None:
         self._port = port or free_port()
         self.auth = auth
+        self.smtputf8 = smtputf8
         self._lock = threading.Condition()
         self._envelopes: list[CapturedEnvelope] = []
         self._messages: list[EmailMessage] = []
@@ -618,7 +631,7 @@ class CaptureRelay(_Service):
         """Start listening (again) on ``port``."""
         if self._controller is not None:
             return
-        kwargs: dict[str, Any] = {"enable_SMTPUTF8": True}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": self.smtputf8}
         if self.auth is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
         controller = Controller(_RelayHandler(self), hostname=LOCALHOST, port=self._port, **kwargs)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import threading
 from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
 
 from sqlalchemy import select, update
 
@@ -221,3 +225,115 @@ def test_only_a_sqlite_file_has_a_sent_log(pg_url: str, tmp_path: object) -> Non
         assert memory.sent_log is None
     finally:
         memory.close()
+
+
+# -- one odd reply in a batch ----------------------------------------------------------------
+
+ODD = "jörg@exämple.de"  # a non-ASCII local part and domain: SMTPUTF8 (RFC 6531) or nothing
+
+
+def _utf8_mail(sender_addr: str) -> bytes:
+    """A mail as an SMTPUTF8 client writes it: the address as UTF-8 in From (RFC 6532)."""
+    msg = EmailMessage(policy=email.policy.SMTPUTF8)
+    msg["From"] = sender_addr
+    msg["To"] = "support@junocloud.me"
+    msg["Subject"] = "Meine Daten"
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = "<utf8.1@exämple.de>"
+    msg.set_content("Hallo,\n\nwas speichern Sie über mich?\n\nJörg\n")
+    return msg.as_bytes()
+
+
+def _ten_with_one_odd(app: App) -> int:
+    """Ten replies due together, the fifth to ODD (whose id is returned): one batch
+    (sender.BATCH) takes them all."""
+    odd = 0
+    for i in range(10):
+        if i == 4:
+            out = pipeline.receive(app, _utf8_mail(ODD), source="file")
+            assert out.reply is not None
+            odd = out.reply
+        else:
+            _queue(app, sender=f"n{i}@example.org")
+    return odd
+
+
+def _statuses(app: App) -> dict[int, str]:
+    with app.sessions() as s:
+        return {row.id: row.status for row in s.scalars(select(Outgoing))}
+
+
+def _failed_events(app: App) -> list[Event]:
+    with app.sessions() as s:
+        return list(s.scalars(select(Event).where(Event.kind == "reply_failed")))
+
+
+def test_a_non_ascii_address_is_sent_with_smtputf8_and_so_is_its_batch(
+    db_url: str, relay: CaptureRelay
+) -> None:
+    app = make_app(db_url, smtp_url=relay.url)
+    odd = _ten_with_one_odd(app)
+    mailer = _mailer(app)
+    assert sender.send_due(app, mailer) == 10  # one batch, and nothing escaped it
+    mailer.close()
+    relay.wait_for(10)
+    assert set(_statuses(app).values()) == {"sent"}
+    assert sorted(e.rcpt_tos[0] for e in relay.envelopes) == sorted(
+        [ODD] + [f"n{i}@example.org" for i in range(10) if i != 4]
+    )
+    [utf8] = [e for e in relay.envelopes if e.rcpt_tos == [ODD]]
+    assert "SMTPUTF8" in utf8.mail_options
+    # ASCII mail asks nothing more of the relay than before
+    assert all("SMTPUTF8" not in e.mail_options for e in relay.envelopes if e is not utf8)
+    # RFC 6532: the address as UTF-8 in To, not an RFC 2047 encoded word (not allowed there)
+    head = utf8.raw.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    [to_line] = [line for line in head.split("\r\n") if line.startswith("To:")]
+    assert to_line == f"To: {ODD}"
+    parsed = email.message_from_bytes(utf8.raw, policy=email.policy.default)
+    assert str(parsed["To"]) == ODD
+    assert parsed["Message-ID"] == f"<{_row(app, odd).message_id}>"
+
+
+def test_a_relay_without_smtputf8_fails_that_reply_alone_with_the_reason(db_url: str) -> None:
+    with CaptureRelay(smtputf8=False) as relay:
+        app = make_app(db_url, smtp_url=relay.url)
+        odd = _ten_with_one_odd(app)
+        mailer = _mailer(app)
+        assert sender.send_due(app, mailer) == 10
+        mailer.close()
+        relay.wait_for(9)
+        others = [f"n{i}@example.org" for i in range(10) if i != 4]
+        assert sorted(e.rcpt_tos[0] for e in relay.envelopes) == sorted(others)
+    statuses = _statuses(app)
+    assert statuses.pop(odd) == "failed"
+    assert set(statuses.values()) == {"sent"}  # nothing left in `sending`
+    row = _row(app, odd)
+    assert row.last_error == f"the relay does not offer SMTPUTF8, needed for {ODD}"
+    [event] = _failed_events(app)
+    assert event.ticket_id == row.ticket_id and event.detail["error"] == row.last_error
+
+
+def test_an_unexpected_error_in_one_send_fails_that_reply_alone(
+    db_url: str, relay: CaptureRelay
+) -> None:
+    app = make_app(db_url, smtp_url=relay.url)
+    ids = [_queue(app, sender=f"n{i}@example.org") for i in range(10)]
+    # A stored address that would smuggle an SMTP command: smtplib passes it on unparsed and
+    # its guard refuses the line break with a ValueError (neither SMTPException nor OSError),
+    # after the relay accepted MAIL FROM: the connection is left mid-transaction too.
+    smuggler = "<>\r\nRCPT TO:<victim@example.net>"
+    with app.sessions.begin() as s:
+        s.execute(update(Outgoing).where(Outgoing.id == ids[4]).values(to_addr=smuggler))
+    mailer = _mailer(app)
+    assert sender.send_due(app, mailer) == 10
+    mailer.close()
+    relay.wait_for(9)
+    recipients = sorted(r for e in relay.envelopes for r in e.rcpt_tos)
+    assert recipients == sorted(f"n{i}@example.org" for i in range(10) if i != 4)
+    statuses = _statuses(app)
+    assert statuses.pop(ids[4]) == "failed"
+    assert set(statuses.values()) == {"sent"}
+    row = _row(app, ids[4])
+    assert row.last_error is not None and row.last_error.startswith("cannot be sent: ValueError")
+    [event] = _failed_events(app)
+    assert event.ticket_id == row.ticket_id and event.detail["error"] == row.last_error

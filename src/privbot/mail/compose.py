@@ -56,7 +56,7 @@ def compose_reply(
     msg = MIMEText(body, "plain", _UTF8_QP)
     message_id = new_message_id(domain)
     msg["From"] = formataddr(("JunoCloud Privacy", from_addr))
-    msg["To"] = to_addr
+    msg["To"] = _utf8_header(to_addr)
     msg["Subject"] = (
         subject if subject.isascii() else Header(subject, "utf-8", header_name="Subject").encode()
     )
@@ -76,13 +76,24 @@ def compose_reply(
     return Reply(message_id, subject, msg)
 
 
+def _utf8_header(value: str) -> str:
+    """A header value that compat32 writes out as raw UTF-8 (RFC 6532), not as an RFC 2047
+    encoded word: encoded words are not allowed in an address (`jörg@exämple.de`), so
+    a non-ASCII address must travel as UTF-8, and the sender then uses SMTPUTF8.
+
+    compat32 keeps 8-bit header bytes as surrogate escapes (as its parser does) and writes
+    them back unchanged, so `msg.as_bytes()` gives the UTF-8 bytes.
+    """
+    return value if value.isascii() else value.encode("utf-8").decode("ascii", "surrogateescape")
+
+
 def as_bytes(msg: Message) -> bytes:
     """The composed mail as bytes, as `msg.as_bytes()` gives them, without its cost.
 
     compose_reply writes only ASCII headers (a non-ASCII subject is encoded above) and a
     quoted-printable body, so serialising needs no more than folding long header lines;
     the stdlib generator spent more on that than the rest of composing. Anything else (a
-    non-ASCII address) goes through the stdlib.
+    non-ASCII address, kept as UTF-8) goes through the stdlib.
     """
     payload = msg.get_payload()
     if msg.is_multipart() or not isinstance(payload, str) or not payload.isascii():

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import Update, and_, exists, or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -60,11 +61,26 @@ class Mailer:
     _conn: smtplib.SMTP | None = None
 
     def send(self, sender: str, recipient: str, raw: bytes) -> None:
-        # smtplib sends bytes as they are: bare LFs would reach the relay as one long line.
-        raw = _BARE_LF.sub(b"\r\n", raw)
+        """Hand one mail to the relay. Whatever goes wrong is this mail's own failure, raised
+        as TemporaryFailure or PermanentFailure and nothing else: one odd reply must never
+        stop the sender, nor strand the replies claimed with it."""
         try:
             conn = self._connect()
-            refused = conn.sendmail(sender, [recipient], raw)
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            self._raise_for(exc.smtp_code, exc.smtp_error)
+        except Exception as exc:
+            # Any other fault here (a host name IDNA cannot encode, too) is the connection's,
+            # not this reply's: retried, and the rest wait their turn.
+            self.close()
+            raise TemporaryFailure(f"relay unreachable: {exc}") from exc
+        try:
+            # smtplib sends bytes as they are: bare LFs would reach the relay as one long line.
+            raw = _BARE_LF.sub(b"\r\n", raw)
+            options = self._mail_options(conn, sender, recipient, raw)
+            refused = conn.sendmail(sender, [recipient], raw, mail_options=options)
+        except PermanentFailure:
+            raise
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(recipient, (550, b"refused"))
             self._raise_for(code, text)
@@ -74,6 +90,12 @@ class Mailer:
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
             raise TemporaryFailure(f"relay unreachable: {exc}") from exc
+        except Exception as exc:
+            # Not the relay's doing: smtplib cannot send this reply as it is (a line break in
+            # its address, bytes that are not bytes); it would fail the same way every time.
+            # The transaction may be half open (MAIL accepted): the next reply starts afresh.
+            self.close()
+            raise PermanentFailure(f"cannot be sent: {type(exc).__name__}: {exc}") from exc
         if refused:  # pragma: no cover - one recipient only: refusal raises above
             code, text = refused[recipient]
             self._raise_for(code, text)
@@ -105,7 +127,20 @@ class Mailer:
         return conn
 
     @staticmethod
-    def _raise_for(code: int, text: bytes | str) -> None:
+    def _mail_options(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes) -> list[str]:
+        """SMTPUTF8 for a mail with a non-ASCII address or UTF-8 headers (RFC 6531/6532);
+        PermanentFailure when the relay does not offer it: no other relay is tried."""
+        if sender.isascii() and recipient.isascii() and raw.isascii():
+            return []
+        conn.ehlo_or_helo_if_needed()
+        if not conn.has_extn("smtputf8"):
+            needed_for = next((a for a in (recipient, sender) if not a.isascii()), None)
+            reason = f"needed for {needed_for}" if needed_for else "needed for its UTF-8 headers"
+            raise PermanentFailure(f"the relay does not offer SMTPUTF8, {reason}")
+        return ["SMTPUTF8"]
+
+    @staticmethod
+    def _raise_for(code: int, text: bytes | str) -> NoReturn:
         message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         detail = f"{code} {message}".strip()
         if 500 <= code < 600:
