@@ -86,6 +86,13 @@ class Settings:
     public_url: str | None = None
     # Chat messages allowed per client: (count, per seconds).
     chat_rate: tuple[int, float] = (20, 60.0)
+    # Confirmation links the chat may mail, counted in the database (shared by every process),
+    # with addresses normalised (case, +tags, Gmail's dots): the chat must not be a way to
+    # flood anyone's mailbox from our address. In all per hour; to one domain per hour; to
+    # one address per 24 hours. 0 mails none.
+    chat_links_per_hour: int = 100
+    chat_links_per_domain_hour: int = 20
+    chat_links_per_address_day: int = 3
     # The staff address the CLI records as actor when --as is not given.
     staff: str | None = None
     # Folders of the data privbot runs on; default: the ones beside the code (intents/, replies/).
@@ -178,6 +185,15 @@ def _build(raw: Mapping[str, str]) -> Settings:
         send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
         public_url=_public_url(get.get("PUBLIC_URL", "")),
         chat_rate=_rate("CHAT_RATE", get, defaults.chat_rate),
+        chat_links_per_hour=_int(
+            "CHAT_LINKS_PER_HOUR", get, defaults.chat_links_per_hour, minimum=0
+        ),
+        chat_links_per_domain_hour=_int(
+            "CHAT_LINKS_PER_DOMAIN_HOUR", get, defaults.chat_links_per_domain_hour, minimum=0
+        ),
+        chat_links_per_address_day=_int(
+            "CHAT_LINKS_PER_ADDRESS_DAY", get, defaults.chat_links_per_address_day, minimum=0
+        ),
         staff=_address("PRIVBOT_STAFF", get["STAFF"]) if get.get("STAFF") else None,
         intents_dir=_folder("INTENTS_DIR", get),
         replies_dir=_folder("REPLIES_DIR", get),

@@ -9,6 +9,7 @@ through the outbox, and only following it puts the request through the mail pipe
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -17,23 +18,36 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.orm import Session
 
 from privbot import pipeline
 from privbot.app import App
 from privbot.audit import record
+from privbot.db import like_escape
 from privbot.mail.compose import compose_reply
 from privbot.models import ChatRequest, Outgoing, utcnow
 from privbot.outbox.queue import queue_outgoing
 from privbot.pipeline.reply import answer_text
 
+log = logging.getLogger(__name__)
+
 MAX_MESSAGE = 2000
 LINK_HOURS = 24
 ADDRESS_WAIT = timedelta(hours=1)  # how long a request waits for the visitor's address
-LINKS_PER_ADDRESS = 3  # per 24 hours: the chat must not become a way to flood a mailbox
 ACTOR = "chat"
 _SESSION = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Not inside a longer word: "jörg@example.de" must not mail rg@example.de.
+_ADDRESS = re.compile(
+    r"(?<![\w.!#$%&'*+/=?^`{|}~-])"
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+    r"(?![\w-])"
+)
+# Providers that deliver "j.o.e@" to "joe@", and their domains that are one mailbox.
+_DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+# Serialises link sending across PostgreSQL processes so the caps hold exactly (SQLite's
+# BEGIN IMMEDIATE already does). Any constant: it only has to be the same everywhere.
+_LINK_LOCK = 7_311_043
 _CITED = re.compile(r'section "([^"\n]+)":')
 
 
@@ -135,6 +149,66 @@ def answer(
     return ChatAnswer(reply, intents, [], token, waiting_for="address")
 
 
+def address_key(address: str) -> str:
+    """The mailbox an address reaches, for counting: case, +tags and Gmail's dots removed.
+
+    Only for the limits: links go to the address as given.
+    """
+    local, _, domain = address.strip().lower().rpartition("@")
+    domain = domain.rstrip(".")
+    local = local.partition("+")[0]
+    if domain in _DOTLESS:
+        local, domain = local.replace(".", ""), _DOTLESS[domain]
+    return f"{local}@{domain}"
+
+
+def _domains_of(key: str) -> list[str]:
+    """The domains that reach the same mailboxes as the (normalised) key's domain."""
+    domain = key.rpartition("@")[2]
+    return sorted(d for d, same in _DOTLESS.items() if same == domain) or [domain]
+
+
+def _links_refused(db: Session, app: App, address: str) -> str | None:
+    """Why no confirmation link may go to `address` now, or None; read under the link lock."""
+    settings = app.settings
+    now = utcnow()
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(hours=24)
+    key = address_key(address)
+    confirm = Outgoing.kind == "confirm"
+    domain_rows = db.execute(
+        select(Outgoing.to_addr, Outgoing.created_at).where(
+            confirm,
+            Outgoing.created_at > day_ago,
+            or_(
+                *(
+                    func.lower(Outgoing.to_addr).like(f"%@{like_escape(d)}", escape="\\")
+                    for d in _domains_of(key)
+                )
+            ),
+        )
+    ).all()
+    if sum(address_key(to) == key for to, _ in domain_rows) >= settings.chat_links_per_address_day:
+        return (
+            f"We have already sent {settings.chat_links_per_address_day} confirmation links "
+            f"to this address today. Please use one of them, or write to {settings.address}."
+        )
+    busy = (
+        "We cannot send more confirmation links just now. Please try again later, or write "
+        f"to {settings.address} from the address the request is about."
+    )
+    if sum(at > hour_ago for _, at in domain_rows) >= settings.chat_links_per_domain_hour:
+        domain = key.rpartition("@")[2]
+        log.warning("chat: confirmation links to %s held back: the domain's hourly cap", domain)
+        return busy
+    total = db.scalar(
+        select(func.count(Outgoing.id)).where(confirm, Outgoing.created_at > hour_ago)
+    )
+    if (total or 0) >= settings.chat_links_per_hour:
+        log.warning("chat: confirmation links held back: the hourly cap for all links")
+        return busy
+    return None
+
+
 def _describe(app: App, intents: list[str]) -> str:
     known = app.classifier.intents
     return "; ".join(known.get(i).description.rstrip(".").lower() for i in intents)
@@ -144,30 +218,19 @@ def _send_link(
     app: App, request_id: int, address: str, token: str, secret: str, base_url: str
 ) -> ChatAnswer:
     """Mail the confirmation link for a waiting request through the outbox."""
-    since = utcnow() - timedelta(hours=24)
     with app.sessions.begin() as db:
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LINK_LOCK})
         request = db.get(ChatRequest, request_id, with_for_update=True)
         assert request is not None
-        sent = db.scalar(
-            select(func.count(Outgoing.id)).where(
-                Outgoing.to_addr == address, Outgoing.kind == "confirm", Outgoing.created_at > since
-            )
-        )
-        if (sent or 0) >= LINKS_PER_ADDRESS:
-            return ChatAnswer(
-                f"We have already sent {LINKS_PER_ADDRESS} confirmation links to {address} "
-                f"today. Please use one of them, or write to {app.settings.address}.",
-                list(request.intents),
-                [],
-                token,
-                waiting_for="address",
-            )
+        refused = _links_refused(db, app, address)
+        if refused is not None:
+            return ChatAnswer(refused, list(request.intents), [], token, waiting_for="address")
         link = f"{base_url.rstrip('/')}/chat/confirm/{confirm_token(secret, request)}"
         # Rendered without the reply reflow: it would break the long link across lines.
+        # Nothing the visitor wrote goes into it: only the intents, in our words, and the link.
         body = app.replies.env.get_template("chat/confirm.txt.j2").render(
-            requester=address,
             actions=_describe(app, list(request.intents)),
-            text=request.text,
             link=link,
             hours=LINK_HOURS,
             address=app.settings.address,

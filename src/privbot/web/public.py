@@ -17,14 +17,22 @@ from privbot.web.security import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     StaffForm,
+    TooLarge,
     client_of,
+    is_json,
     new_login_token,
+    read_body,
     session_user,
     state,
 )
 from privbot.web.views import render
 
 router = APIRouter()
+# Far more than a message of MAX_MESSAGE characters, even all escaped, needs.
+MAX_CHAT_BODY = 16 * chat.MAX_MESSAGE
+# On a refusal that leaves the body unread: a connection kept open would go on reading
+# (and throwing away) whatever the client still sends.
+HANG_UP = {"Connection": "close"}
 
 
 @router.get("/")
@@ -136,16 +144,19 @@ async def chat_api(request: Request) -> Any:
         return JSONResponse(
             {"error": "too many messages; wait a moment", "retry_after": int(wait) + 1},
             status_code=429,
-            headers={"Retry-After": str(int(wait) + 1)},
+            headers={"Retry-After": str(int(wait) + 1), **HANG_UP},
         )
     # JSON only: a form or text/plain post from another site's page is refused, not read.
-    if "application/json" not in request.headers.get("content-type", ""):
+    if not is_json(request.headers.get("content-type", "")):
         return JSONResponse(
-            {"error": 'send JSON (Content-Type: application/json): {"message": "..."}'}, 415
+            {"error": 'send JSON (Content-Type: application/json): {"message": "..."}'},
+            415,
+            HANG_UP,
         )
-    body = await request.body()
-    if len(body) > 16 * chat.MAX_MESSAGE:
-        return JSONResponse({"error": "request too large"}, status_code=413)
+    try:
+        body = await read_body(request, MAX_CHAT_BODY)
+    except TooLarge:
+        return JSONResponse({"error": "request too large"}, 413, HANG_UP)
     try:
         data = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -1,4 +1,5 @@
-"""Who is asking: staff sessions from signed cookies, CSRF checks, the chat's rate limit."""
+"""Who is asking: staff sessions from signed cookies, CSRF checks, the chat's rate limit, and
+what an anonymous post may be (its content type, its size)."""
 
 from __future__ import annotations
 
@@ -118,6 +119,39 @@ async def require_staff_form(request: Request) -> StaffUser:
     if not isinstance(given, str) or not hmac.compare_digest(given, user.csrf):
         raise CsrfError()
     return user
+
+
+def is_json(content_type: str) -> bool:
+    """Exactly `application/json`, with at most a charset parameter.
+
+    Any other type a page on another site can post without asking the browser first
+    (`text/plain; application/json` passes a substring test), so it must not pass.
+    """
+    media, *params = content_type.split(";")
+    if media.strip().lower() != "application/json":
+        return False
+    names = [p.partition("=")[0].strip().lower() for p in params if p.strip()]
+    return names in ([], ["charset"])
+
+
+class TooLarge(Exception):
+    """The request body is longer than allowed; the rest of it was not read."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, read as it arrives and given up on at `limit` bytes (TooLarge).
+
+    Reading it whole first would let one anonymous post of any size fill the memory.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge()
+    return bytes(body)
 
 
 def new_login_token() -> str:
