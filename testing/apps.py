@@ -33,6 +33,8 @@ def serve_env(db_url: str, **env: str) -> dict[str, str]:
         "PRIVBOT_RETRY_SECONDS": "0.2",
         # A killed sender's reply is taken over after this; the test relay answers at once.
         "PRIVBOT_SEND_LEASE_SECONDS": "3",
+        # Every test person writes from example.org; the domain cap has tests of its own.
+        "PRIVBOT_REPLY_CAP_PER_DOMAIN": "1000000",
     }
     values.update({f"PRIVBOT_{k.upper()}": v for k, v in env.items()})
     return values

@@ -157,7 +157,7 @@ def _verify(app, relay: CaptureRelay, dovecot: Dovecot, ids: list[str], report: 
         per_requester = Counter(s.scalars(select(Ticket.requester)).all())
         report.tickets_doubled = sum(c - 1 for c in per_requester.values() if c > 1)
         report.replies_composed = s.scalar(select(func.count(Outgoing.id))) or 0
-    report.lost = sum(1 for i in ids if f"<{i}>" not in stored_ids)
+    report.lost = sum(1 for i in ids if i not in stored_ids)
     captured = relay.messages
     report.deliveries = len(captured)
     report.replies_distinct = len({m["Message-ID"] for m in captured})

@@ -63,6 +63,7 @@ def test_toml_file_is_overridden_by_environment(tmp_path: Path) -> None:
         ("PRIVBOT_SMTP_URL", "smtps://host:465?starttls=1"),
         ("PRIVBOT_LISTEN", "2525"),
         ("PRIVBOT_REPLY_CAP", "many"),
+        ("PRIVBOT_REPLY_CAP_PER_DOMAIN", "-1"),
     ],
 )
 def test_bad_setting_names_itself(name: str, value: str) -> None:

@@ -210,7 +210,7 @@ def test_disk_full_refuses_with_451_and_acknowledges_only_what_was_stored(
             raw = mail(sender=f"full{i}@example.org", message_id=f"full{i}@x",
                        body=("filling the disk\n" * 4000) + str(i))  # fmt: skip
             if _send(port, raw):
-                accepted.append(f"<full{i}@x>")
+                accepted.append(f"full{i}@x")
             else:
                 refused += 1
         assert accepted and refused, (len(accepted), refused)

@@ -58,6 +58,9 @@ class Settings:
     max_attempts: int = 5
     # At most this many automatic replies to one address per 24 hours: the last loop guard.
     reply_cap: int = 3
+    # At most this many automatic replies to one domain per 24 hours: anyone can forge From,
+    # and our replies must not become a way to flood one organisation's mailboxes.
+    reply_cap_per_domain: int = 500
     max_message_bytes: int = 25 * 1024 * 1024
     # Months until a request is due (GDPR Art. 12(3): one month from receipt).
     due_months: int = 1
@@ -172,6 +175,9 @@ def _build(raw: Mapping[str, str]) -> Settings:
         failed_folder=get.get("FAILED_FOLDER") or defaults.failed_folder,
         max_attempts=_int("MAX_ATTEMPTS", get, defaults.max_attempts, minimum=1),
         reply_cap=_int("REPLY_CAP", get, defaults.reply_cap, minimum=0),
+        reply_cap_per_domain=_int(
+            "REPLY_CAP_PER_DOMAIN", get, defaults.reply_cap_per_domain, minimum=0
+        ),
         max_message_bytes=_int("MAX_MESSAGE_BYTES", get, defaults.max_message_bytes, minimum=1024),
         due_months=_int("DUE_MONTHS", get, defaults.due_months, minimum=0),
         poll_seconds=_float("POLL_SECONDS", get, defaults.poll_seconds),

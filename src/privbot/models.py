@@ -245,6 +245,10 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Space-separated, as OAuth writes them: "suppressions:read", "suppressions:write".
+    scopes: Mapped[str] = mapped_column(
+        String(200), default="suppressions:read", server_default="suppressions:read"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -17,6 +17,8 @@ from privbot.models import Message, Suppression, Ticket, iso, utcnow
 
 # What a person can opt out of; the marketing system asks per scope.
 SCOPES = ("marketing_email", "third_party_marketing", "targeted_ads")
+# What a spreadsheet takes as the start of a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_COLUMNS = ("address", "scope", "since", "by", "ticket_id", "source_message", "withdrawn_at")
 
 
@@ -147,9 +149,20 @@ def register(
 
 
 def as_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV for a spreadsheet, every cell read as text, never run as a formula."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    # CRLF (RFC 4180) makes the writer quote a cell holding a CR too: unquoted, a CR would
+    # start a new row whose first cell escaped the neutralising below.
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_COLUMNS})
+        writer.writerow({k: _as_text("" if row[k] is None else row[k]) for k in CSV_COLUMNS})
     return out.getvalue()
+
+
+def _as_text(value: object) -> object:
+    """A cell that a spreadsheet would take for a formula, with a ' before it (OWASP's
+    advice): "=2+5@example.org" is a valid address, and anyone can opt it out."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from privbot.mail.compose import strip_prefixes
+from privbot.mail.compose import SUBJECT_LIMIT, one_line, strip_prefixes
 from privbot.models import Message, Outgoing, Ticket, TicketStatus, utcnow
 
 # The reference people see ("JC-12") and the subject tag that carries it ("[JC-12]").
@@ -42,9 +42,10 @@ def parse_ref(text: str) -> int | None:
 
 def reply_subject(original: str, ticket_id: int) -> str:
     """'Re: <original> [JC-<id>]', without stacking prefixes or tags."""
-    # One line whatever came in: a subject with line breaks would break the header.
-    base = " ".join(TAG.sub("", original or "").split())
-    base = strip_prefixes(base) or "Your message"
+    # One short line whatever came in: line breaks would break the header, and a long
+    # subject is the sender's text repeated by us to whatever From was forged.
+    base = " ".join(TAG.sub("", one_line(original or "")).split())
+    base = one_line(strip_prefixes(base), SUBJECT_LIMIT) or "Your message"
     return f"Re: {base} [{ref(ticket_id)}]"
 
 

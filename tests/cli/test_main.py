@@ -55,7 +55,7 @@ def test_ingest_then_list_tickets_and_outbox_as_json(db_url: str, tmp_path: Path
                 "message_ids"):  # fmt: skip
         assert key in ticket
     assert ticket["requester"] == "lena@example.org"
-    assert ticket["message_ids"] == ["<lena1@x>"]
+    assert ticket["message_ids"] == ["lena1@x"]
 
     outbox = json.loads(privbot("outbox", "list", "--json", env=env).stdout)
     assert [(o["to"], o["status"], o["attempts"], o["in_reply_to"]) for o in outbox] == [

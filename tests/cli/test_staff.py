@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +28,8 @@ from tests.cli.test_main import privbot
         ["staff", "list"],
         ["staff", "disable"],
         ["token", "create"],
+        ["token", "list"],
+        ["token", "revoke"],
         ["tickets", "show"],
         ["tickets", "assign"],
         ["tickets", "status"],
@@ -90,9 +94,7 @@ def test_token_create_prints_the_token_last_and_it_opens_the_api(sqlite_url: str
     app = make_app(sqlite_url, secret_key="k")
     try:
         with app.sessions.begin() as session:
-            optouts.apply(
-                session, "x@example.org", ("marketing_email",), message=None, ticket=None
-            )
+            optouts.apply(session, "x@example.org", ("marketing_email",), message=None, ticket=None)
         from fastapi.testclient import TestClient
 
         from privbot.web import create_app
@@ -105,6 +107,51 @@ def test_token_create_prints_the_token_last_and_it_opens_the_api(sqlite_url: str
     finally:
         app.close()
     assert privbot("token", "create", "  ", env=env).returncode == 1
+
+
+def test_tokens_have_scopes_are_listed_and_a_revoked_one_is_refused_at_once(
+    sqlite_url: str,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from privbot.web import create_app
+
+    env = {"PRIVBOT_DATABASE_URL": sqlite_url}
+    reader = privbot("token", "create", "marketing", env=env)
+    writer = privbot("token", "create", "crm", "--scope", "write", env=env)
+    assert reader.returncode == 0 and writer.returncode == 0, (reader.stderr, writer.stderr)
+    assert "suppressions:read" in reader.stdout and "suppressions:write" in writer.stdout
+    read_token, write_token = (r.stdout.strip().splitlines()[-1] for r in (reader, writer))
+    twice = privbot("token", "create", "marketing", env=env)
+    assert twice.returncode == 1 and "revoke it first" in twice.stderr  # revoke NAME: one token
+
+    url = "/api/v1/suppressions/x@example.org"
+    app = make_app(sqlite_url, secret_key="k")
+    try:
+        with TestClient(create_app(app)) as client:
+
+            def status(token: str) -> int:
+                return client.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
+
+            assert status(read_token) == 200
+            assert status(write_token) == 403  # may change the list, not read it
+            listing = privbot("token", "list", env=env)
+            assert listing.returncode == 0, listing.stderr
+            lines = {line.split()[0]: line for line in listing.stdout.splitlines()[2:]}
+            assert "suppressions:read" in lines["marketing"]
+            assert "suppressions:write" in lines["crm"]
+
+            revoked = privbot("token", "revoke", "marketing", env=env)
+            assert revoked.returncode == 0, revoked.stderr
+            assert status(read_token) == 401  # the next request, in this other process
+    finally:
+        app.close()
+    again = privbot("token", "revoke", "marketing", env=env)
+    assert again.returncode == 1 and "no live token" in again.stderr
+    listing = privbot("token", "list", env=env).stdout
+    [line] = [x for x in listing.splitlines() if x.startswith("marketing")]
+    assert len(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d", line)) == 3  # made, used, revoked
+    assert privbot("token", "create", "marketing", env=env).returncode == 0  # a new one, then
 
 
 def test_tickets_show_assign_status_reply_note_from_the_terminal(
@@ -200,6 +247,25 @@ def test_optouts_export_writes_the_csv(sqlite_url: str, tmp_path: Path) -> None:
     target = tmp_path / "optouts.csv"
     assert privbot("optouts", "export", "-o", str(target), env=env).returncode == 0
     assert target.read_text(encoding="utf-8") == out.stdout
+
+
+def test_optouts_export_hands_formulas_over_as_text(sqlite_url: str, tmp_path: Path) -> None:
+    # A spreadsheet opening the export must not run "=cmd|..." from an opted-out address.
+    formulas = ["=cmd|'/C calc'!A0@example.org", "+1@example.org", "-1@example.org",
+                "@A1@example.org", "\t=1@example.org", "\r=1@example.org"]  # fmt: skip
+    app = make_app(sqlite_url)
+    try:
+        with app.sessions.begin() as session:
+            for address in [*formulas, "plain@example.org"]:
+                optouts.apply(session, address, ("targeted_ads",), message=None, ticket=None)
+    finally:
+        app.close()
+    target = tmp_path / "optouts.csv"
+    out = privbot("optouts", "export", "-o", str(target), env={"PRIVBOT_DATABASE_URL": sqlite_url})
+    assert out.returncode == 0, out.stderr
+    with target.open(encoding="utf-8", newline="") as handle:
+        addresses = sorted(row["address"] for row in csv.DictReader(handle))
+    assert addresses == sorted(["'" + a for a in formulas] + ["plain@example.org"])
 
 
 def test_privbot_web_serves_alone_and_stops_on_sigterm(sqlite_url: str, tmp_path: Path) -> None:

@@ -56,3 +56,24 @@ def test_a_non_ascii_address_goes_through_the_stdlib() -> None:
         body="Hallo\n", domain="junocloud.me",
     )  # fmt: skip
     assert as_bytes(reply.message) == reply.message.as_bytes()
+
+
+def test_no_header_line_reaches_998_characters_whatever_came_in() -> None:
+    # RFC 5322 2.1.1: a strict relay refuses a longer line with 500. Folding happens only
+    # at spaces, so an unbroken subject must be encoded, and an id that cannot fit is left out.
+    subject = "Re: " + "ü" * 700 + "x" * 1500 + " [JC-1]"
+    long_id = "y" * 1200 + "@example.org"
+    fits = "z" * 980 + "@example.org"  # alone on a folded line: " <id>" is 995 characters
+    for subject_now in (subject, subject.replace("ü", "u")):
+        reply = compose_reply(
+            from_addr="support@junocloud.me", to_addr="max@example.de", subject=subject_now,
+            body="Hallo\n", domain="junocloud.me", in_reply_to=long_id,
+            references=("first@example.org", long_id, fits),
+        )  # fmt: skip
+        raw = as_bytes(reply.message)
+        assert raw == reply.message.as_bytes()
+        assert max(len(line) for line in raw.split(b"\n")) <= 998
+        back = email.message_from_bytes(raw, policy=email.policy.default)
+        assert back["Subject"] == subject_now
+        assert "In-Reply-To" not in back  # an id no line can carry: not ours to shorten
+        assert back["References"].split() == ["<first@example.org>", f"<{fits}>"]

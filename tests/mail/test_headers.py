@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
 import pytest
 
+from privbot.mail.headers import message_id_of, parse_message_id, parse_references
 from privbot.mail.parse import parse_message
 
 
@@ -48,3 +52,29 @@ def test_broken_header_folding_is_mended() -> None:
     msg = parse_message(raw)
     assert msg.subject == "kept"
     assert msg.text == "body"
+
+
+@pytest.mark.parametrize(
+    ("value", "ident"),
+    [
+        ("<a.1@example.org>", "a.1@example.org"),
+        ("  <a.1@example.org> (Alice's message of Monday)", "a.1@example.org"),
+        ("<a.1@\n example.org>", "a.1@example.org"),  # folded inside the id
+        ("a.1@example.org", "a.1@example.org"),  # written without brackets
+        ("<a.1@example.org", "a.1@example.org"),  # its closing bracket lost
+        ("<<a.1@example.org>>", "a.1@example.org"),
+        ("<" + "x" * 1000 + "@example.org>", None),  # could not be written back on one line
+        ("<>", None),
+    ],
+)
+def test_a_message_id_has_one_form_without_brackets(value: str, ident: str | None) -> None:
+    assert parse_message_id(value) == ident
+    raw = b"From: a@b.org\nMessage-ID: " + value.encode() + b"\nSubject: s\n\nhi\n"
+    assert parse_message(raw).message_id == ident
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    assert message_id_of(headers) == ident  # what the store keeps
+
+
+def test_references_keep_only_usable_ids_in_order() -> None:
+    huge = "y" * 1000
+    assert parse_references((f"<a@x> <{huge}@x>\n <b@x>", "<<c@x>>")) == ("a@x", "b@x", "c@x")

@@ -15,6 +15,7 @@ from privbot import pipeline
 from privbot.app import App
 from privbot.models import Event, Outgoing, utcnow
 from privbot.outbox import sender
+from privbot.staff import actions
 from testing.apps import claim_next, mail, make_app, send_one, wait_until
 from testing.servers import CaptureRelay
 
@@ -337,3 +338,42 @@ def test_an_unexpected_error_in_one_send_fails_that_reply_alone(
     assert row.last_error is not None and row.last_error.startswith("cannot be sent: ValueError")
     [event] = _failed_events(app)
     assert event.ticket_id == row.ticket_id and event.detail["error"] == row.last_error
+
+
+def test_automatic_replies_have_the_null_envelope_sender_staff_replies_ours(
+    db_url: str, relay: CaptureRelay
+) -> None:
+    # RFC 3834 3.3: bounces of an automatic reply must go nowhere (no bounce ping-pong, no
+    # backscatter to our mailbox); a person's reply may bounce back to us, as any mail.
+    app = make_app(db_url, smtp_url=relay.url)
+    auto = _queue(app, sender="dora@example.org")
+    ticket = _row(app, auto).ticket_id
+    assert ticket is not None
+    staff = actions.send_reply(app, ticket, "Done.", actor="ada@junocloud.me")
+    mailer = _mailer(app)
+    while send_one(app, mailer):
+        pass
+    mailer.close()
+    relay.wait_for(2)
+    assert {_row(app, i).status for i in (auto, staff)} == {"sent"}
+    by_id = {m["Message-ID"]: e for m, e in zip(relay.messages, relay.envelopes, strict=True)}
+    assert by_id[f"<{_row(app, auto).message_id}>"].mail_from == "<>"
+    assert by_id[f"<{_row(app, staff).message_id}>"].mail_from == "support@junocloud.me"
+
+
+def test_a_long_subject_passes_a_strict_relay(db_url: str, relay: CaptureRelay) -> None:
+    # The capture relay, like strict relays, answers a line over 998 characters with 500.
+    app = make_app(db_url, smtp_url=relay.url)
+    subject = "Auskunft" + "-bitte" * 250  # one word of 1,508 characters: nowhere to fold it
+    out = pipeline.receive(app, mail(sender="max@example.de", subject=subject), source="file")
+    assert out.reply is not None
+    mailer = _mailer(app)
+    assert send_one(app, mailer)
+    mailer.close()
+    row = _row(app, out.reply)
+    assert row.status == "sent", row.last_error
+    [envelope] = relay.envelopes
+    assert max(len(line) for line in envelope.raw.split(b"\r\n")) <= 998
+    [captured] = relay.messages
+    assert captured["Subject"].startswith("Re: Auskunft-bitte-bitte")
+    assert captured["Subject"].endswith(f"… [JC-{out.ticket}]")

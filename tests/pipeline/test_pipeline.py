@@ -122,6 +122,71 @@ def test_reply_cap_stops_a_loop_that_slipped_through(db_url: str) -> None:
     assert _count(app, Event, Event.kind == "reply_suppressed") == 2
 
 
+def test_reply_cap_counts_a_mailbox_however_its_address_is_spelled(db_url: str) -> None:
+    # +tags, case and Gmail's dots reach one mailbox: they must not multiply the cap.
+    app = make_app(db_url, reply_cap="3")
+    spellings = [
+        ["eve+1@example.org", "Eve+2@Example.org", "eve@EXAMPLE.org", "eve+4@example.org"],
+        ["j.o.e@gmail.com", "joe+x@googlemail.com", "J.oe@Gmail.com", "jo.e+y@gmail.com"],
+    ]
+    for addresses in spellings:
+        outcomes = [
+            pipeline.receive(app, mail(sender=a, subject=f"request {i}"), source="file")
+            for i, a in enumerate(addresses)
+        ]
+        assert [o.reply is not None for o in outcomes] == [True, True, True, False], addresses
+    with app.sessions() as s:
+        reasons = [e.detail["reason"] for e in s.scalars(
+            select(Event).where(Event.kind == "reply_suppressed").order_by(Event.id)
+        )]  # fmt: skip
+    assert len(reasons) == 2 and all("reply cap: 3" in r for r in reasons)
+
+
+def test_reply_cap_per_domain_stops_forged_senders_of_one_domain(db_url: str) -> None:
+    app = make_app(db_url, reply_cap="3", reply_cap_per_domain="2")
+    senders = ["a@victim.example", "b@victim.example", "c@Victim.example", "d@other.example"]
+    outcomes = [
+        pipeline.receive(app, mail(sender=s, subject=f"hello {i}"), source="file")
+        for i, s in enumerate(senders)
+    ]
+    assert [o.status for o in outcomes] == ["handled"] * 4  # stored and ticketed all the same
+    assert [o.reply is not None for o in outcomes] == [True, True, False, True]
+    with app.sessions() as s:
+        [event] = s.scalars(select(Event).where(Event.kind == "reply_suppressed")).all()
+    assert "victim.example" in event.detail["reason"]
+
+
+def test_echoed_name_and_subject_are_one_bounded_line(db_url: str) -> None:
+    # Whatever From was forged gets our reply: what the sender wrote must not become
+    # a paragraph of theirs in our mail, nor a header a strict relay refuses.
+    app = make_app(db_url)
+    spam = "Cheap watches at http://spam.example " * 20
+    raw = (
+        b"From: =?utf-8?q?Bob=0A=0AWin_money_at_spam.example=0D=0A"
+        + b"x" * 200
+        + b"?= <bob@example.org>\n"
+        b"To: support@junocloud.me\n"
+        b"Subject: =?utf-8?q?Hi=0A=0AClick_http://spam.example=0A?= "
+        + spam.encode()
+        + b"\nMessage-ID: <echo@example.org>\n\nWhat do you store about me?\n"
+    )
+    out = pipeline.receive(app, raw, source="file")
+    assert out.status == "handled" and out.reply is not None
+    reply = _reply(app, out.reply)
+    body = reply.get_content()
+    greeting = " ".join(body.split("\n\n")[0].split())  # one paragraph, however wrapped
+    assert greeting.startswith("Dear Bob Win money at spam.example xxx")
+    assert greeting.endswith("…,") and len(greeting) <= len("Dear ,") + 80
+    thanks = next(line for line in body.split("\n\n") if "Thank you for your message" in line)
+    echoed = " ".join(thanks.split()).split('"')[1]
+    assert echoed.startswith("Hi Click http://spam.example Cheap watches")
+    assert echoed.endswith("…") and len(echoed) <= 200
+    subject = reply["Subject"]
+    assert "\n" not in subject and subject.startswith("Re: Hi Click http://spam.example Cheap")
+    assert subject.endswith(f"… [JC-{out.ticket}]")
+    assert len(subject) <= len(f"Re:  [JC-{out.ticket}]") + 200
+
+
 def test_message_without_sender_is_quarantined_with_a_reason(db_url: str) -> None:
     app = make_app(db_url)
     raw = b"To: support@junocloud.me\nSubject: who am I\n\nno From header here\n"

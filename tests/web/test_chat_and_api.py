@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ from privbot import optouts
 from privbot.app import App
 from privbot.channels import chat
 from privbot.config import load_settings
-from privbot.models import ChatRequest, Message, Outgoing, Suppression, Ticket
+from privbot.models import ChatRequest, Event, Message, Outgoing, Suppression, Ticket
 from privbot.outbox.sender import Mailer
 from privbot.staff import auth
 from privbot.web import create_app
@@ -489,6 +490,30 @@ def test_suppression_api_needs_a_token_and_answers_the_scopes(
     # A staff session is not a token: the API is for machines with tokens.
     with web_app.sessions() as db:
         assert db.scalar(select(func.count(Suppression.id))) == 2
+
+
+def test_a_token_without_the_read_scope_is_refused_and_a_revoked_one_at_once(
+    web_app: App, client: TestClient
+) -> None:
+    with web_app.sessions.begin() as db:
+        reader = auth.create_token(db, "marketing", actor="test")
+        writer = auth.create_token(db, "crm", scopes=(auth.WRITE_SUPPRESSIONS,), actor="test")
+    url = "/api/v1/suppressions/eva@example.org"
+
+    def get(token: str) -> httpx.Response:
+        return client.get(url, headers={"Authorization": f"Bearer {token}"})
+
+    assert get(reader).status_code == 200
+    refused = get(writer)
+    assert refused.status_code == 403 and "may not read" in refused.json()["error"]
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    with web_app.sessions.begin() as db:
+        assert auth.revoke_token(db, "marketing", actor="test") == 1
+    gone = get(reader)  # no cache to run out: the very next request
+    assert gone.status_code == 401 and "revoked" in gone.json()["error"]
+    with web_app.sessions() as db:
+        kinds = db.scalars(select(Event.kind).where(Event.kind.like("token_%"))).all()
+    assert sorted(kinds) == ["token_created", "token_created", "token_revoked"]
 
 
 # -- the body limit, on a real server: uvicorn on loopback, as `privbot serve` runs it -----

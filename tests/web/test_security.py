@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from starlette.routing import BaseRoute, Mount
 
 from privbot.app import App
-from privbot.models import StaffSession, Ticket, utcnow
+from privbot.models import Event, LoginFailure, StaffSession, Ticket, utcnow
 from privbot.web import create_app
 from testing.apps import mail
 from tests.web.conftest import PASSWORD, STAFF, add_staff, csrf_of, login
@@ -205,6 +205,53 @@ def test_repeated_failed_logins_are_slowed_down(web_app: App, client: TestClient
         follow_redirects=False,
     )
     assert other.status_code == 429
+
+
+def _try(client: TestClient, email: str, password: str) -> int:
+    form = client.get("/login")
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf": csrf_of(form.text)},
+        follow_redirects=False,
+    ).status_code
+
+
+def test_failures_from_other_clients_do_not_lock_staff_out_of_their_own(web_app: App) -> None:
+    add_staff(web_app)
+    app = create_app(web_app)
+    with (
+        TestClient(app, client=("203.0.113.9", 40000)) as attacker,
+        TestClient(app, client=("198.51.100.7", 40000)) as own,
+    ):
+        assert [_try(attacker, STAFF, "guess") for _ in range(6)] == [401] * 5 + [429]
+        assert _try(own, STAFF, PASSWORD) == 303  # her own browser is not held back
+        assert _try(attacker, STAFF, PASSWORD) == 429  # the guessing client still is
+        # Failures on one account still slow a client down on every other account.
+        add_staff(web_app, "bea@junocloud.me")
+        assert _try(attacker, "bea@junocloud.me", PASSWORD) == 429
+
+
+def test_a_password_typed_as_the_address_is_never_shown_to_staff(
+    web_app: App, client: TestClient
+) -> None:
+    add_staff(web_app)
+    typed = "Tr0ub4dor&3-swordfish"  # a password, typed into the e-mail field
+    assert _try(client, typed, "") == 401
+    assert _try(client, typed.upper(), "") == 401
+    assert _try(client, STAFF, "wrong password") == 401
+    with web_app.sessions() as s:
+        failed = s.scalars(
+            select(Event).where(Event.kind == "login_failed").order_by(Event.id)
+        ).all()
+        keys = s.scalars(select(LoginFailure.key)).all()
+    assert [e.actor for e in failed] == ["unknown", "unknown", STAFF]  # a known account: named
+    digests = [e.detail.get("name_digest") for e in failed]
+    assert digests[0] and digests[0] == digests[1]  # the same name tried again is seen
+    stored = " ".join([str(e.detail) for e in failed] + list(keys)).lower()
+    assert typed.lower() not in stored
+    assert _try(client, STAFF, PASSWORD) == 303
+    for page in ("/audit", "/audit?kind=login_failed", "/audit?actor=unknown"):
+        assert typed.lower() not in client.get(page).text.lower()
 
 
 def test_staff_forms_refuse_a_missing_or_wrong_csrf_token(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
-from privbot import pipeline
+from privbot import optouts, pipeline
 from privbot.app import App
 from privbot.models import Event, Example, Outgoing, Suppression, Ticket, utcnow
 from privbot.outbox.sender import Mailer
@@ -345,3 +347,54 @@ def test_audit_log_lists_and_filters_every_action(any_app: App, staff: TestClien
     assert "Nothing recorded matches" in staff.get("/audit?ticket=JC-999").text
     with any_app.sessions() as session:
         assert session.scalar(select(func.count(Event.id))) >= 5
+
+
+# Addresses a spreadsheet would take for formulas (each is a valid address, or could be sent
+# as one): the export must hand them over as text.
+FORMULAS = ["=cmd|'/C calc'!A0@example.org", "+1-2@example.org", "-2+3@example.org",
+            "@SUM(1+1)@example.org", "\t=1+1@example.org", "\r=1+1@example.org"]  # fmt: skip
+
+
+def _opt_out_formulas(app: App) -> None:
+    with app.sessions.begin() as session:
+        for address in [*FORMULAS, "plain@example.org"]:
+            optouts.apply(session, address, ("marketing_email",), message=None, ticket=None)
+
+
+def test_the_csv_export_never_carries_a_formula(any_app: App, staff: TestClient) -> None:
+    _opt_out_formulas(any_app)
+    response = staff.get("/suppressions.csv")
+    assert response.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert sorted(r["address"] for r in rows) == sorted(
+        ["'" + a for a in FORMULAS] + ["plain@example.org"]
+    )
+
+
+@pytest.mark.parametrize("path", ["/tickets/99999999999999999999", "/tickets/2147483648"])
+def test_an_out_of_range_ticket_id_is_a_404_with_the_security_headers(
+    any_app: App, staff: TestClient, path: str
+) -> None:
+    # Larger than any integer column: the database driver would raise on it.
+    for response in (staff.get(path), _post(staff, f"{path}/note", text="hello")):
+        assert response.status_code == 404, response.text  # type: ignore[attr-defined]
+        headers = response.headers  # type: ignore[attr-defined]
+        assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert headers["X-Frame-Options"] == "DENY"
+        assert "There is no ticket" in response.text  # type: ignore[attr-defined]
+
+
+def test_a_crash_is_an_error_page_with_the_security_headers(any_app: App) -> None:
+    # A real fault, not a mocked one: the table the page reads is gone.
+    add_staff(any_app)
+    tid = _ticket(any_app, "ann@example.org", "Hello", 5)
+    with TestClient(create_app(any_app), raise_server_exceptions=False) as client:
+        login(client)
+        with any_app.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE tickets RENAME TO tickets_gone"))
+        response = client.get(f"/tickets/{tid}")
+    assert response.status_code == 500
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Something went wrong on our side." in response.text
+    assert "Traceback" not in response.text and "tickets" not in response.text

@@ -27,7 +27,7 @@ from privbot.audit import record
 from privbot.db import like_escape
 from privbot.mail.compose import compose_reply
 from privbot.models import ChatRequest, Outgoing, utcnow
-from privbot.outbox.queue import queue_outgoing
+from privbot.outbox.queue import address_key, domains_of, queue_outgoing
 from privbot.pipeline.reply import answer_text
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,6 @@ _ADDRESS = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
     r"(?![\w-])"
 )
-# Providers that deliver "j.o.e@" to "joe@", and their domains that are one mailbox.
-_DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 # Serialises link sending across PostgreSQL processes so the caps hold exactly (SQLite's
 # BEGIN IMMEDIATE already does). Any constant: it only has to be the same everywhere.
 _LINK_LOCK = 7_311_043
@@ -149,25 +147,6 @@ def answer(
     return ChatAnswer(reply, intents, [], token, waiting_for="address")
 
 
-def address_key(address: str) -> str:
-    """The mailbox an address reaches, for counting: case, +tags and Gmail's dots removed.
-
-    Only for the limits: links go to the address as given.
-    """
-    local, _, domain = address.strip().lower().rpartition("@")
-    domain = domain.rstrip(".")
-    local = local.partition("+")[0]
-    if domain in _DOTLESS:
-        local, domain = local.replace(".", ""), _DOTLESS[domain]
-    return f"{local}@{domain}"
-
-
-def _domains_of(key: str) -> list[str]:
-    """The domains that reach the same mailboxes as the (normalised) key's domain."""
-    domain = key.rpartition("@")[2]
-    return sorted(d for d, same in _DOTLESS.items() if same == domain) or [domain]
-
-
 def _links_refused(db: Session, app: App, address: str) -> str | None:
     """Why no confirmation link may go to `address` now, or None; read under the link lock."""
     settings = app.settings
@@ -182,7 +161,7 @@ def _links_refused(db: Session, app: App, address: str) -> str | None:
             or_(
                 *(
                     func.lower(Outgoing.to_addr).like(f"%@{like_escape(d)}", escape="\\")
-                    for d in _domains_of(key)
+                    for d in domains_of(key)
                 )
             ),
         )

@@ -46,6 +46,13 @@ def register(sub: Any, tickets: Any) -> None:
     tsub = token.add_subparsers(title="actions", metavar="ACTION")
     p = command(tsub, "create", _token_create, "create a token, printed once on the last line")
     p.add_argument("name", help="who uses it, e.g. marketing")
+    p.add_argument(
+        "--scope", action="append", choices=["read", "write"], dest="scopes",
+        help="what it may do with the suppression list (repeat for both; default: read)",
+    )  # fmt: skip
+    command(tsub, "list", _token_list, "list tokens: name, scopes, last use, revoked")
+    p = command(tsub, "revoke", _token_revoke, "revoke a token: refused from its next request")
+    p.add_argument("name")
 
     by = "staff address recorded as the actor (default: PRIVBOT_STAFF)"
     p = command(tickets, "show", _tickets_show, "show a ticket: thread, why, audit trail")
@@ -166,14 +173,42 @@ def _staff_disable(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    scopes = tuple(f"suppressions:{s}" for s in args.scopes or ["read"])
+
     def create(session: Session) -> str:
-        token = auth.create_token(session, args.name)
+        token = auth.create_token(session, args.name, scopes=scopes)
         return (
-            f"API token {args.name.strip()!r} created. It is shown only now; send it as\n"
-            f"Authorization: Bearer TOKEN\n{token}"
+            f"API token {args.name.strip()!r} ({' '.join(dict.fromkeys(scopes))}) created. "
+            f"It is shown only now; send it as\nAuthorization: Bearer TOKEN\n{token}"
         )
 
     return _auth_action(settings, "token create", create)
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    def day(moment: Any) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+    app = _with_app(settings)
+    try:
+        with app.sessions() as session:
+            rows = [
+                {"name": t.name, "scopes": t.scopes, "created": day(t.created_at),
+                 "last used": day(t.last_used_at), "revoked": day(t.revoked_at)}
+                for t in auth.list_tokens(session)
+            ]  # fmt: skip
+    finally:
+        app.close()
+    print(format_table(rows, ["name", "scopes", "created", "last used", "revoked"]))
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    def revoke(session: Session) -> str:
+        auth.revoke_token(session, args.name)
+        return f"API token {args.name.strip()!r} is revoked: it is refused from now on"
+
+    return _auth_action(settings, "token revoke", revoke)
 
 
 # -- tickets --------------------------------------------------------------------------------

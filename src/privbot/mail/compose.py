@@ -21,6 +21,13 @@ _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
 # Keep References short: the thread root and the most recent ids are what clients use.
 MAX_REFERENCES = 10
+# RFC 5322 2.1.1: no line may be longer (CRLF not counted); strict relays refuse it with 500.
+MAX_LINE = 998
+# What a reply echoes of the sender's own words (display name, subject): at most this long.
+NAME_LIMIT = 80
+SUBJECT_LIMIT = 200
+# Control characters and bidi overrides: none belongs in a name or subject we repeat.
+_HIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,18 @@ def strip_prefixes(subject: str) -> str:
     return _PREFIX.sub("", subject).strip()
 
 
+def one_line(text: str, limit: int | None = None) -> str:
+    """Sender-written text as we may repeat it: one line, at most `limit` characters.
+
+    Anyone can forge From, and the reply goes there: a name or subject with line breaks
+    would put the forger's paragraphs into our mail, and a long one their essay.
+    """
+    text = " ".join(_HIDDEN.sub(" ", text).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
 def compose_reply(
     *,
     from_addr: str,
@@ -57,23 +76,46 @@ def compose_reply(
     message_id = new_message_id(domain)
     msg["From"] = formataddr(("JunoCloud Privacy", from_addr))
     msg["To"] = _utf8_header(to_addr)
-    msg["Subject"] = (
-        subject if subject.isascii() else Header(subject, "utf-8", header_name="Subject").encode()
-    )
+    msg["Subject"] = subject if _plain(subject) else _encoded(subject)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = f"<{message_id}>"
     if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        # An id no line can carry is left out: shortened, it would name another message.
         refs = [r for r in references if r != in_reply_to] + [in_reply_to]
+        refs = [r for r in refs if _fits_a_line(r)]
         if len(refs) > MAX_REFERENCES:
             refs = refs[:1] + refs[-(MAX_REFERENCES - 1) :]
-        msg["References"] = " ".join(f"<{r}>" for r in refs)
+        if _fits_a_line(in_reply_to):
+            msg["In-Reply-To"] = f"<{in_reply_to}>"
+        if refs:
+            msg["References"] = " ".join(f"<{r}>" for r in refs)
     if automatic:
         # RFC 3834 and Exchange's own header: other responders must not answer us.
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Loop"] = from_addr
     return Reply(message_id, subject, msg)
+
+
+def _plain(subject: str) -> bool:
+    """Whether the subject can go as it is: ASCII, one line, and every word short enough to
+    fold onto a line of its own (folding happens only at spaces)."""
+    longest = max((len(word) for word in subject.split(" ")), default=0)
+    return (
+        subject.isascii()
+        and not ("\r" in subject or "\n" in subject)
+        and (len("Subject: ") + longest <= MAX_LINE)
+    )
+
+
+def _encoded(subject: str) -> str:
+    # RFC 2047 encoded words may be split anywhere, so any subject folds into short lines.
+    return Header(subject, "utf-8", header_name="Subject").encode()
+
+
+def _fits_a_line(ident: str) -> bool:
+    """Whether a message id fits on a folded header line (" <id>") of its own."""
+    return len(ident) + 3 <= MAX_LINE
 
 
 def _utf8_header(value: str) -> str:

@@ -137,16 +137,37 @@ def _clean_address(addr: str) -> str | None:
 
 
 def parse_message_id(value: str | None) -> str | None:
+    """The one form a Message-ID is stored, compared and written back in: no angle
+    brackets, no whitespace (`<a@b> (comment)` and a folded `<a@\n b>` are `a@b`).
+
+    The store, the parser and threading all use it, so an id matches however it was written;
+    an id too long for a header line is none (it could not be written back, nor stored).
+    """
     if not value:
         return None
     match = _ANGLE_ID.search(value)
-    ident = _WHITESPACE.sub("", match.group(1) if match else value)
-    return ident or None
+    return _canonical_id(match.group(1) if match else value)
+
+
+def message_id_of(msg: Message) -> str | None:
+    """The Message-ID of a headers-only parse, exactly as the full parse gives it."""
+    values = raw_values(msg, "message-id")
+    return parse_message_id(decode_header_value(values[0])) if values else None
 
 
 def parse_references(values: tuple[str, ...]) -> tuple[str, ...]:
     ids: list[str] = []
     for value in values:
-        found = _ANGLE_ID.findall(value) or value.split()
-        ids.extend(_WHITESPACE.sub("", i) for i in found)
-    return tuple(i for i in ids if i)
+        for found in _ANGLE_ID.findall(value) or value.split():
+            if ident := _canonical_id(found):
+                ids.append(ident)
+    return tuple(ids)
+
+
+# Our replies repeat an id in In-Reply-To and References, on a line of at most 998.
+MAX_MESSAGE_ID = 900
+
+
+def _canonical_id(text: str) -> str | None:
+    ident = _WHITESPACE.sub("", text).strip("<>")  # a stray bracket: "<abc" without its ">"
+    return ident if 0 < len(ident) <= MAX_MESSAGE_ID else None

@@ -1,15 +1,20 @@
 """Putting mail into the outbox: a composed mail as a new pending row (`sender.py` sends it),
-and the count of automatic replies an address got, which the reply cap reads."""
+and the counts of automatic replies a mailbox and its domain got, which the reply cap reads."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from privbot.db import like_escape
 from privbot.mail.compose import Reply, as_bytes
 from privbot.models import OutboxStatus, Outgoing, utcnow
+
+# Providers that deliver "j.o.e@" to "joe@", and their domains that are one mailbox.
+DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
 def queue_outgoing(
@@ -48,13 +53,61 @@ def queue_outgoing(
     return int(result.inserted_primary_key[0])
 
 
-def replies_sent_since(session: Session, address: str, since: datetime) -> int:
-    """Automatic replies queued for an address since a moment: the loop cap counts these."""
+def address_key(address: str) -> str:
+    """The mailbox an address reaches, for counting: case, +tags and Gmail's dots removed.
+
+    Only for the limits: mail goes to the address as given.
+    """
+    local, _, domain = address.strip().lower().rpartition("@")
+    domain = domain.rstrip(".")
+    local = local.partition("+")[0]
+    if domain in DOTLESS:
+        local, domain = local.replace(".", ""), DOTLESS[domain]
+    return f"{local}@{domain}"
+
+
+def domains_of(key: str) -> list[str]:
+    """The domains that reach the same mailboxes as the (normalised) key's domain."""
+    domain = key.rpartition("@")[2]
+    return sorted(d for d, same in DOTLESS.items() if same == domain) or [domain]
+
+
+@dataclass(frozen=True)
+class RepliesSent:
+    mailbox: int  # to the address's mailbox, however it was spelled
+    domain: int  # to any address at its domain
+
+
+def replies_sent_since(session: Session, address: str, since: datetime) -> RepliesSent:
+    """Automatic replies queued since a moment to an address's mailbox and to its domain:
+    what the reply caps count."""
     table = Outgoing.__table__
-    # Core on the session's connection: the ORM's execute path cost more than the query.
-    count = session.connection().scalar(
-        select(func.count(table.c.id)).where(
-            table.c.to_addr == address, table.c.kind == "auto", table.c.created_at >= since
+    key = address_key(address)
+    local = key.rpartition("@")[0]
+    domains = domains_of(key)
+    recent = (table.c.kind == "auto", table.c.created_at >= since)
+    # Core on the session's connection: the ORM's execute path cost more than the queries.
+    conn = session.connection()
+    to_domain = conn.scalar(
+        select(func.count(table.c.id)).where(*recent, _to(table.c.to_addr, "", domains))
+    )
+    # The LIKE finds every spelling ("joe+x@"; "j.o.e@" where dots do not count) and maybe
+    # a few other addresses; address_key then keeps the mailbox's own.
+    dotless = domains[0] in DOTLESS
+    spelled = "%".join(like_escape(c) for c in local) if dotless else like_escape(local)
+    candidates = conn.scalars(
+        select(table.c.to_addr).where(*recent, _to(table.c.to_addr, spelled, domains))
+    ).all()
+    return RepliesSent(sum(address_key(c) == key for c in candidates), to_domain or 0)
+
+
+def _to(column: ColumnElement[str], local_pattern: str, domains: list[str]) -> ColumnElement[bool]:
+    """Addresses whose local part starts like `local_pattern`, at one of `domains`."""
+    to = func.lower(column)
+    return or_(
+        *(
+            to.like(f"{local_pattern}%@{like_escape(d)}{dot}", escape="\\")
+            for d in domains
+            for dot in ("", ".")  # "x@domain." is the same domain: no way around the cap
         )
     )
-    return count or 0

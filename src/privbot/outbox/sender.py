@@ -204,7 +204,7 @@ def send_due(app: App, mailer: Mailer, limit: int = BATCH) -> int:
 def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing]) -> bool:
     """Send one claimed reply and record the outcome; False if the relay failed for now."""
     try:
-        mailer.send(app.settings.address, row.to_addr, row.raw)
+        mailer.send(envelope_sender(app, row), row.to_addr, row.raw)
     except PermanentFailure as exc:
         _finish(app, [row], OutboxStatus.FAILED, str(exc))
         return True  # this recipient is refused; the relay takes the others
@@ -224,6 +224,12 @@ def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing])
     else:
         _finish(app, [row], OutboxStatus.SENT, None)
     return True
+
+
+def envelope_sender(app: App, row: Outgoing) -> str:
+    """MAIL FROM for a reply: the null sender `<>` for automatic replies (RFC 3834 3.3, so
+    that a bounce of one is never sent, nor answered), the support address for the rest."""
+    return "" if row.kind == "auto" else app.settings.address
 
 
 def _note_sent(notes: SentLog | None, row: Outgoing) -> bool:

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from privbot.app import App
 from privbot.audit import record
-from privbot.mail.compose import compose_reply
+from privbot.mail.compose import NAME_LIMIT, SUBJECT_LIMIT, compose_reply, one_line
 from privbot.mail.parsed import ParsedMessage
 from privbot.models import Message, Ticket, utcnow
-from privbot.outbox.queue import queue_outgoing, replies_sent_since
+from privbot.outbox.queue import RepliesSent, address_key, queue_outgoing, replies_sent_since
 from privbot.pipeline.plan import Plan, plan
 from privbot.tickets import reply_subject
 from privbot.understand import Classification
@@ -45,16 +45,15 @@ def queue_answer(
     since = utcnow() - timedelta(hours=24)
     with session.no_autoflush:  # a count needs none of this message's pending rows
         sent = replies_sent_since(session, to, since)
-    if sent >= settings.reply_cap:
-        record(
-            session, "reply_suppressed", ticket=ticket, message=message,
-            reason=f"reply cap: {settings.reply_cap} automatic replies to {to} in 24 hours",
-        )  # fmt: skip
+    held = _held_back(settings.reply_cap, settings.reply_cap_per_domain, sent, to)
+    if held is not None:
+        record(session, "reply_suppressed", ticket=ticket, message=message, reason=held)
         return None
     body = app.replies.render(
         "answer.txt.j2",
-        name=parsed.from_name,
-        subject=parsed.subject,
+        # What the sender wrote, repeated to whatever From was forged: one short line.
+        name=one_line(parsed.from_name, NAME_LIMIT),
+        subject=one_line(parsed.subject, SUBJECT_LIMIT),
         ticket_id=ticket.id,
         address=settings.address,
         requester=to,
@@ -78,6 +77,17 @@ def queue_answer(
     )  # fmt: skip
     record(session, "reply_queued", ticket=ticket, message=message, outbox=row)
     return row
+
+
+def _held_back(cap: int, domain_cap: int, sent: RepliesSent, to: str) -> str | None:
+    """Why no automatic reply may go to `to` now, or None. The mailbox cap stops loops
+    (+tags and dots do not make another mailbox); the domain cap, forged senders."""
+    if sent.mailbox >= cap:
+        return f"reply cap: {cap} automatic replies to {to} in 24 hours"
+    if sent.domain >= domain_cap:
+        domain = address_key(to).rpartition("@")[2]
+        return f"domain reply cap: {domain_cap} automatic replies to {domain} in 24 hours"
+    return None
 
 
 def section_citations(section: Section) -> tuple[Citation, ...]:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from privbot.db import durably
+from privbot.mail.headers import message_id_of
 from privbot.models import Message
 
 # Headers that relays and delivery agents add or rewrite on the way in.
@@ -158,11 +159,19 @@ def store_messages(
 
 
 def _summary(raw: bytes) -> tuple[str | None, str | None, str | None]:
-    """Message-ID, From and Subject for listings, read cheaply; the full parse comes later."""
+    """Message-ID, From and Subject for listings, read cheaply; the full parse comes later.
+
+    The Message-ID is kept in the parser's form (no brackets), the form threading looks
+    references up in: a follow-up to the person's own earlier mail must find it.
+    """
     try:
         headers = BytesHeaderParser(policy=compat32).parsebytes(raw[:65536])
-        values = [headers.get(n) for n in ("Message-ID", "From", "Subject")]
-        return tuple(_clip(str(v)) if v is not None else None for v in values)  # type: ignore[return-value]
+        sender, subject = (headers.get(n) for n in ("From", "Subject"))
+        return (
+            message_id_of(headers),
+            _clip(str(sender)) if sender is not None else None,
+            _clip(str(subject)) if subject is not None else None,
+        )
     except Exception:
         return None, None, None
 

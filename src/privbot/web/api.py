@@ -13,6 +13,11 @@ from privbot.web.security import state
 
 router = APIRouter()
 UNAUTHORISED = {"WWW-Authenticate": 'Bearer realm="privbot"'}
+# RFC 6750: a good token without the scope the request needs.
+READ_SCOPE_NEEDED = {
+    "WWW-Authenticate": 'Bearer realm="privbot", error="insufficient_scope", '
+    f'scope="{auth.READ_SUPPRESSIONS}"'
+}
 
 
 @router.get("/api/v1/suppressions/{email}", response_model=None)
@@ -26,10 +31,18 @@ def suppression(email: str, request: Request) -> Any:
             headers=UNAUTHORISED,
         )
     with web.app.sessions.begin() as session:
-        if auth.check_token(session, token.strip()) is None:
+        row = auth.check_token(session, token.strip())
+        if row is None:
             return JSONResponse(
                 {"error": "unknown or revoked API token"}, status_code=401, headers=UNAUTHORISED
             )
+        scopes = auth.token_scopes(row)
+    if auth.READ_SUPPRESSIONS not in scopes:
+        return JSONResponse(
+            {"error": f"this token may not read suppressions (its scopes: {' '.join(scopes)})"},
+            status_code=403,
+            headers=READ_SCOPE_NEEDED,
+        )
     try:
         address = auth.normalise_email(email)
     except auth.AuthError as exc:

@@ -83,9 +83,7 @@ def create_app(app: App) -> FastAPI:
     api_app.include_router(staff.router)
     api_app.include_router(api.router)
 
-    @api_app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
+    def harden(request: Request, response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if not request.url.path.startswith("/static/"):
@@ -93,6 +91,16 @@ def create_app(app: App) -> FastAPI:
         if web.secure_cookies:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+    @api_app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        return harden(request, await call_next(request))
+
+    @api_app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette answers a crash outside every middleware: the headers are set here. It
+        # raises the exception again afterwards, so the server still logs it.
+        return harden(request, error_page(request, 500, "Something went wrong on our side."))
 
     @api_app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:

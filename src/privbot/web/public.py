@@ -87,7 +87,9 @@ def login(
     if not expected or not hmac.compare_digest(expected, csrf):
         return _login_form(request, next, "The form had expired. Please sign in again.", 403, email)
     with web.app.sessions.begin() as session:
-        result = auth.attempt_login(session, email, password[:1024], client_of(request))
+        result = auth.attempt_login(
+            session, email, password[:1024], client_of(request), secret=web.secret
+        )
         if result.staff is None:
             wait = result.wait_seconds
             message = (

@@ -8,10 +8,10 @@ with the reason.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
@@ -22,6 +22,20 @@ from privbot.web.security import StaffForm, StaffPage, StaffUser, state
 from privbot.web.views import render
 
 router = APIRouter()
+
+# PostgreSQL's integer: no ticket has a larger id, and the database driver raises on one.
+MAX_TICKET_ID = 2**31 - 1
+
+
+def _ticket_id(ticket_id: int) -> int:
+    """The ticket id in the path; 404 for one no ticket can have, rather than a crash."""
+    if not 0 < ticket_id <= MAX_TICKET_ID:
+        raise HTTPException(404, f"There is no ticket {ref(ticket_id)}.")
+    return ticket_id
+
+
+# After the staff member in each signature: dependencies run in order, so sign-in comes first.
+TicketId = Annotated[int, Depends(_ticket_id)]
 
 # What a redirect after an action says; codes, so no text can be slipped into a link.
 DONE = {
@@ -98,9 +112,9 @@ def _ticket_page(
 
 @router.get("/tickets/{ticket_id}")
 def ticket_page(
-    ticket_id: int,
     request: Request,
     user: StaffPage,
+    ticket_id: TicketId,
     template: str = Query("", max_length=64),
 ) -> Response:
     return _ticket_page(request, user, ticket_id, template=template)
@@ -142,9 +156,9 @@ async def _review(
 
 @router.post("/tickets/{ticket_id}/assign")
 async def assign(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     assignee: str = Form(""),
 ) -> Response:
     who = user.email if assignee == "me" else assignee.strip() or None
@@ -153,9 +167,9 @@ async def assign(
 
 @router.post("/tickets/{ticket_id}/status")
 async def set_status(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     status: str = Form(""),
 ) -> Response:
     return await _review(request, user, ticket_id, "status", actions.set_status, status)
@@ -163,9 +177,9 @@ async def set_status(
 
 @router.post("/tickets/{ticket_id}/extend")
 async def extend(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     months: int = Form(2),
     reason: str = Form(""),
 ) -> Response:
@@ -176,9 +190,9 @@ async def extend(
 
 @router.post("/tickets/{ticket_id}/reply/preview")
 async def reply_preview(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     body: str = Form(""),
     template: str = Form("", max_length=64),
 ) -> Response:
@@ -197,9 +211,9 @@ async def reply_preview(
 
 @router.post("/tickets/{ticket_id}/reply")
 async def reply(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     body: str = Form(""),
     then_status: str = Form(""),
 ) -> Response:
@@ -224,9 +238,9 @@ def _type(app: Any, ticket_id: int) -> str:
 
 @router.post("/tickets/{ticket_id}/note")
 async def note(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     text: str = Form(""),
 ) -> Response:
     return await _review(request, user, ticket_id, "noted", actions.add_note, text)
@@ -234,9 +248,9 @@ async def note(
 
 @router.post("/tickets/{ticket_id}/reclassify")
 async def reclassify(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
 ) -> Response:
     intents = [str(v) for v in (await request.form()).getlist("intents")]
     return await _review(request, user, ticket_id, "reclassified", actions.reclassify, intents)
@@ -244,9 +258,9 @@ async def reclassify(
 
 @router.post("/tickets/{ticket_id}/optout")
 async def optout(
-    ticket_id: int,
     request: Request,
     user: StaffForm,
+    ticket_id: TicketId,
     address: str = Form(""),
     undo: str = Form(""),
 ) -> Response:

@@ -1,0 +1,113 @@
+"""Migrations that change stored data: rows written by an older privbot come out as the
+current code reads them, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import select
+
+from privbot import pipeline
+from privbot.db import MIGRATIONS, make_engine
+from privbot.models import Message, Outgoing
+from privbot.staff import auth
+from testing.apps import mail, make_app
+
+NOW = datetime(2026, 11, 30, 12, 0)
+# The tables as revision 0004 left them, only the columns these rows need.
+TICKETS = sa.table(
+    "tickets", *(sa.column(n) for n in ("id", "type", "status", "requester", "subject")),
+    sa.column("intents", sa.JSON()), sa.column("created_at"), sa.column("updated_at"),
+)  # fmt: skip
+MESSAGES = sa.table(
+    "messages", *(sa.column(n) for n in ("id", "idem_key", "message_id", "source", "size",
+    "status", "attempts", "ticket_id", "sender")), sa.column("raw", sa.LargeBinary()),
+    sa.column("received_at"),
+)  # fmt: skip
+OUTBOX = sa.table(
+    "outbox", *(sa.column(n) for n in ("id", "message_id", "ticket_id", "in_reply_to", "to_addr",
+    "subject", "kind", "status", "attempts")), sa.column("raw", sa.LargeBinary()),
+    sa.column("next_attempt_at"), sa.column("created_at"),
+)  # fmt: skip
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    engine = make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    engine.dispose()
+
+
+def test_message_ids_stored_with_brackets_become_the_parsers_form(db_url: str) -> None:
+    _upgrade_to(db_url, "0004")
+    stored = {
+        "key1": "<old1@example.org>",
+        "key2": "<old2@example.org> (Alice's message)",
+        "key3": "old3@example.org",  # already canonical: left alone
+        "key4": "<" + "x" * 899,  # an overlong id the old store cut short
+    }
+    engine = make_engine(db_url)  # no explicit ids: PostgreSQL's sequences must count them
+    with engine.begin() as conn:
+        ticket = conn.execute(TICKETS.insert().returning(TICKETS.c.id), [{
+            "type": "access", "status": "awaiting_identity",
+            "requester": "old@example.org", "subject": "My data", "intents": ["data_access"],
+            "created_at": NOW, "updated_at": NOW,
+        }]).scalar_one()  # fmt: skip
+        conn.execute(MESSAGES.insert(), [{
+            "idem_key": key, "message_id": value, "source": "file", "size": 1,
+            "status": "handled", "attempts": 0, "ticket_id": ticket, "sender": "old@example.org",
+            "raw": b"x", "received_at": NOW,
+        } for key, value in stored.items()])  # fmt: skip
+        conn.execute(OUTBOX.insert(), [{
+            "message_id": "privbot.1@junocloud.me", "ticket_id": ticket,
+            "in_reply_to": "<old1@example.org>", "to_addr": "old@example.org",
+            "subject": "Re: My data [JC-1]", "kind": "staff", "status": "sent", "attempts": 1,
+            "raw": b"x", "next_attempt_at": NOW, "created_at": NOW,
+        }])  # fmt: skip
+    engine.dispose()
+
+    app = make_app(db_url)  # migrates to the newest revision, as `privbot serve` does
+    with app.sessions() as s:
+        ids = {k: i for k, i in s.execute(select(Message.idem_key, Message.message_id))}
+        outgoing = s.scalar(select(Outgoing))
+    assert ids == {
+        "key1": "old1@example.org", "key2": "old2@example.org", "key3": "old3@example.org",
+        "key4": None,
+    }  # fmt: skip
+    assert outgoing is not None and outgoing.in_reply_to == "old1@example.org"
+    assert outgoing.message_id == "privbot.1@junocloud.me"
+
+    # A follow-up to the person's own mail of before the upgrade finds its ticket.
+    follow = mail(sender="old@example.org", subject="Any news?",
+                  headers={"In-Reply-To": "<old2@example.org>"})  # fmt: skip
+    assert pipeline.receive(app, follow, source="file").ticket == ticket
+    app.close()
+
+
+def test_tokens_made_before_scopes_keep_reading_suppressions(db_url: str) -> None:
+    _upgrade_to(db_url, "0005")
+    tokens = sa.table("api_tokens", sa.column("name"), sa.column("token_hash"),
+                      sa.column("created_at"))  # fmt: skip
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(tokens.insert(), [{
+            "name": "marketing", "token_hash": hashlib.sha256(b"pbt_old").hexdigest(),
+            "created_at": NOW,
+        }])  # fmt: skip
+    engine.dispose()
+
+    app = make_app(db_url)
+    with app.sessions.begin() as s:
+        row = auth.check_token(s, "pbt_old")
+        assert row is not None and auth.token_scopes(row) == (auth.READ_SUPPRESSIONS,)
+        auth.revoke_token(s, "marketing")
+    with app.sessions() as s:
+        assert auth.check_token(s, "pbt_old") is None
+    app.close()
