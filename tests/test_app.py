@@ -56,21 +56,20 @@ def test_changing_the_policy_changes_what_is_cited(tmp_path: Path, sqlite_url: s
 
 def test_a_phrase_added_as_data_is_understood(tmp_path: Path, sqlite_url: str) -> None:
     intents, replies = _copy(tmp_path)
-    before = make_app(sqlite_url).classifier.classify("Please zap my account, thanks.")
+    before = make_app(sqlite_url).classifier.classify("Please yeet the zorblax, thanks.")
     assert "deletion" not in before.intents
     path = intents / "deletion.toml"
     text = path.read_text()
-    path.write_text(
-        text.replace('en = ["delete my account"', 'en = ["zap my account", "delete my account"', 1)
-    )
+    added = 'en = ["yeet the zorblax", "delete my account"'
+    path.write_text(text.replace('en = ["delete my account"', added, 1))
     app = make_app(sqlite_url, intents_dir=str(intents), replies_dir=str(replies))
-    assert "deletion" in app.classifier.classify("Please zap my account, thanks.").intents
+    assert "deletion" in app.classifier.classify("Please yeet the zorblax, thanks.").intents
 
 
 def test_another_process_learns_a_correction_at_its_refresh(sqlite_url: str) -> None:
     from privbot.models import Example, utcnow
 
-    text = "Please zap my account, thanks."
+    text = "Please yeet the zorblax, thanks."
     serving, staff_side = make_app(sqlite_url), make_app(sqlite_url)
     assert "deletion" not in serving.classifier.classify(text).intents
     assert serving.classifier.refresh(serving.sessions) is False  # nothing new

@@ -21,6 +21,9 @@ from privbot.models import Example
 from privbot.replies import Replies, load_replies
 from privbot.sentlog import SentLog
 from privbot.understand import Classification, Classifier, Intents, IntentsError, load_intents
+from privbot.understand.blind import BlindSetError
+from privbot.understand.concepts import load_concepts
+from privbot.understand.learned import inputs_key, read_bank, staff_examples
 from privbot.understand.policy import Policy, PolicyError, load_policy, load_topics
 
 
@@ -82,6 +85,11 @@ class LiveClassifier:
         return True
 
 
+# Beside the example bank: a trained model, named by the fingerprint of its inputs (so two
+# versions running side by side, as in a rolling upgrade, do not overwrite each other's).
+MODEL_CACHE = ".model-{key}.pickle"
+
+
 def data_folder(name: str) -> Path:
     """Where a data folder (replies/, intents/) lives: the checkout's top level, else the cwd."""
     checkout = Path(__file__).resolve().parents[2] / name
@@ -104,7 +112,18 @@ def load_understanding(
         # An intent since removed from intents/ must not stop start-up: its examples wait.
         known = [e for e in extra_examples if e[1] in intents.names]
         classifier = Classifier.build(intents, policy, topics, extra_examples=known)
-    except (IntentsError, PolicyError) as exc:
+        bank = intents_dir / "examples"
+        if (intents_dir / "_concepts.toml").is_file() and any(bank.glob("*.jsonl")):
+            concepts_file = intents_dir / "_concepts.toml"
+            inputs = [concepts_file, *intents_dir.glob("*.toml"), *bank.glob("*.jsonl")]
+            key = inputs_key(set(inputs), known)
+            classifier = classifier.learn(
+                load_concepts(concepts_file),
+                lambda: [*read_bank(bank), *staff_examples(known)],
+                key,
+                bank / MODEL_CACHE.format(key=key),
+            )
+    except (IntentsError, PolicyError, BlindSetError) as exc:
         raise ConfigError(str(exc)) from None
     replies = load_replies(replies_dir, intents=intents.names)
     return replies, policy, classifier

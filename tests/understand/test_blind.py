@@ -1,7 +1,8 @@
 """Accuracy floors on the blind set: mail written by people who never saw the classifier.
 
-The floors are what privbot holds today on the frozen batch (never tuned on); a change that
-makes understanding worse on real mail fails here. They rise as the understanding improves.
+The floors are a little under what privbot holds today on each frozen batch (never tuned
+on); a change that makes understanding worse on real mail fails here. They rise as the
+understanding improves, and fall short of the issue's targets (92% exact): that gap is open.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ LANGUAGES = {
 
 # (exact intent sets overall, worst language, confidently wrong at most, unasked actions per
 # 200 mails at most, machine mails answered at most, people screened at most)
-FLOORS = {"batch1": (0.44, 0.18, 0.10, 4.0, 27, 3)}
+# Measured 2026-12-01 with the learned layer (batch3 is the freshest; see its README):
+# batch1 71.0%, worst 57%; batch2 67.5%, worst 53%; batch3 66.0%, worst 50%.
+FLOORS = {
+    "batch1": (0.68, 0.52, 0.12, 7.0, 9, 9),
+    "batch2": (0.64, 0.48, 0.16, 9.0, 11, 5),
+    "batch3": (0.63, 0.45, 0.16, 8.0, 8, 4),
+}
 
 
 @pytest.fixture(scope="module")

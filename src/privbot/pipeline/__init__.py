@@ -319,6 +319,10 @@ def _why(understanding: Classification, decision: Plan) -> dict[str, object]:
             }
             for m in understanding.matches[:20]
         ],
+        "model": {
+            "probabilities": dict(understanding.probabilities),
+            "evidence": {k: [list(f) for f in v] for k, v in understanding.evidence},
+        },
         "sections": list(understanding.sections),
         "held_back": list(decision.held_back),
         "automatic": not decision.needs_staff,

@@ -53,6 +53,11 @@ def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examinati
     if understanding.spam:
         skip = "spam: no privacy request, spam signals"
         return Examination(parsed, skip=skip, understanding=understanding)
+    if understanding.machine:
+        # No header said so, but the words do: an auto-reply, a helpdesk acknowledgement,
+        # a challenge. A person who also asks for something is never set aside for this.
+        skip = "machine wording: written by an auto-responder, not a person"
+        return Examination(parsed, skip=skip, understanding=understanding)
     verdict = sender_verdict(parsed, app.settings.trusted_authserv_id)
     return Examination(parsed, understanding=understanding, verdict=verdict)
 

@@ -9,19 +9,32 @@ the decision uses is below, every word comes from the data files.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import contextlib
+import os
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rapidfuzz import fuzz
 
+from privbot.understand.concepts import STEMMERS, Concepts
 from privbot.understand.cues import LanguageCues, compile_phrases, dedupe_phrases
 from privbot.understand.intents import (
-    ANY_LANGUAGE,
     PHRASE_TABLES,
     Intents,
     IntentsError,
 )
 from privbot.understand.language import LanguageGuesser, normalise, tokenise
+from privbot.understand.learned import (
+    MACHINE,
+    Example,
+    Model,
+    concept_features,
+    length_features,
+    phrase_features,
+    train,
+)
 from privbot.understand.matching import Matcher, Phrase
 from privbot.understand.policy import Policy, PolicyIndex, Topics
 from privbot.understand.scoring import (
@@ -33,9 +46,11 @@ from privbot.understand.scoring import (
     WEIGHTS,
     Classification,
     Match,
+    combine,
     decide,
+    decide_learned,
 )
-from privbot.understand.sentences import URL, named_addresses, split_sentences
+from privbot.understand.sentences import URL, Sentence, named_addresses, split_sentences
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,8 @@ class Classifier:
     cues: LanguageCues
     guesser: LanguageGuesser
     fuzzy_examples: tuple[tuple[str, str, str], ...]  # (normalised text, intent, language)
+    concepts: Concepts | None = None  # with `model`: the learned layer (learned.py)
+    model: Model | None = None
 
     @classmethod
     def build(
@@ -89,9 +106,8 @@ class Classifier:
                 fuzzy.append((" ".join(tokenise(norm)), intent_name, lang))
         phrases = dedupe_phrases(phrases)
         cues = LanguageCues.build(intents)
-        guesser = LanguageGuesser.build(
-            (lang.code, lang.script, lang.stopwords) for lang in intents.languages
-        )
+        # The languages of the intent files and of the concept lexicon's stemmers.
+        guesser = LanguageGuesser.build([*(lang.code for lang in intents.languages), *STEMMERS])
         return cls(
             intents,
             PolicyIndex.build(policy, topics),
@@ -104,6 +120,86 @@ class Classifier:
     # -- classification ---------------------------------------------------------------
 
     def classify(self, new_text: str, subject: str = "") -> Classification:
+        """What the mail asks for: the phrase layer's reading, decided by the learned layer
+        when there is one (the phrases are then part of its evidence)."""
+        phrases = self._phrases(new_text, subject)
+        if self.model is None or self.concepts is None:
+            return phrases
+        sentences, text = self._spoken(new_text, subject)
+        features = self._features(phrases, sentences, text)
+        probabilities = self.model.probabilities(features, text)
+        evidence = {
+            name: self.model.top_features(features, name)
+            for name, p in probabilities.items()
+            if p >= 0.5
+        }
+        learned = decide_learned(
+            self.intents, self.policy_index, phrases, sentences, probabilities, evidence
+        )
+        grounded = {
+            i.name
+            for i in self.intents.intents
+            if any(f"a:do:{c}" in features or f"c:{c}" in features for c in i.grounding)
+        }
+        return combine(phrases, learned, probabilities, grounded)
+
+    def learn(
+        self,
+        concepts: Concepts,
+        examples: Callable[[], Sequence[Example]],
+        key: str,
+        cache: Path | None = None,
+    ) -> Classifier:
+        """This classifier with a learned layer trained on `examples()`. `key` fingerprints
+        the inputs: a model cached at `cache` with the same key is used as it is (and the
+        examples are not even read)."""
+        cached = _cached(cache, key)
+        if cached is not None:
+            return replace(self, concepts=concepts, model=cached)
+        chosen = list(examples())
+        rows = self.training_rows(concepts, chosen)
+        model = train(rows, (*self.intents.names, MACHINE), key, [e.weight for e in chosen])
+        _save(cache, model)
+        return replace(self, concepts=concepts, model=model)
+
+    def training_rows(
+        self, concepts: Concepts, examples: Iterable[Example]
+    ) -> list[tuple[dict[str, float], str, frozenset[str]]]:
+        """(features, text, labels) per example, as the learned layer is trained on them."""
+        rows = []
+        for example in examples:
+            phrases = self._phrases(example.text, example.subject)
+            sentences, text = self._spoken(example.text, example.subject)
+            features = self._features(phrases, sentences, text, concepts)
+            rows.append((features, text, example.labels))
+        return rows
+
+    def _spoken(self, new_text: str, subject: str) -> tuple[list[Sentence], str]:
+        """The sentences the sender wrote (list footers left out, as the phrases do), and
+        them as one text for the n-grams."""
+        sentences = [
+            s
+            for s in split_sentences(new_text, subject)
+            if not self.cues.footers.match(s.tokens, s.norm)
+        ]
+        return sentences, "\n".join(s.text for s in sentences)
+
+    def _features(
+        self,
+        phrases: Classification,
+        sentences: Sequence[Sentence],
+        text: str,
+        concepts: Concepts | None = None,
+    ) -> dict[str, float]:
+        lexicon = concepts or self.concepts
+        assert lexicon is not None
+        return {
+            **concept_features(lexicon, sentences, phrases.language),
+            **phrase_features(phrases),
+            **length_features(text, sentences),
+        }
+
+    def _phrases(self, new_text: str, subject: str = "") -> Classification:
         addresses = named_addresses(f"{subject}\n{new_text}", self.intents.own_domains)
         sentences = split_sentences(new_text, subject)
         language = self.guesser.guess(f"{subject}\n{new_text}")
@@ -221,4 +317,30 @@ class Classifier:
         )
 
 
-__all__ = ["ANY_LANGUAGE", "Classification", "Classifier", "Match"]
+KEEP_MODELS = 3
+
+
+def _cached(cache: Path | None, key: str) -> Model | None:
+    if cache is None or not cache.is_file():
+        return None
+    try:
+        model = pickle.loads(cache.read_bytes())  # our own file, beside the example bank
+    except Exception:  # a stale or broken cache is retrained, never trusted
+        return None
+    if not isinstance(model, Model) or model.fingerprint != key:
+        return None
+    return model
+
+
+def _save(cache: Path | None, model: Model) -> None:
+    if cache is None:
+        return
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}")
+    with contextlib.suppress(OSError):  # a read-only install trains at every start instead
+        partial.write_bytes(pickle.dumps(model))
+        os.replace(partial, cache)  # whole or not at all: other processes may be reading
+        # Keep the few newest models (other versions may still run); drop the rest.
+        pattern = cache.name.split("-")[0] + "-*.pickle"
+        older = sorted(cache.parent.glob(pattern), key=lambda p: p.stat().st_mtime)[:-KEEP_MODELS]
+        for stale in older:
+            stale.unlink(missing_ok=True)

@@ -1,0 +1,141 @@
+"""Concepts, not surface phrases: small per-language word lists (`intents/_concepts.toml`),
+matched after Snowball stemming, that say what a sentence is about (an action such as
+delete or stop, an object such as the account or the newsletter, a modifier such as a
+negation or a question).
+
+A concept is the same in every language, so what the learned layer learns from a German
+example ("act_delete + obj_account") carries to Finnish. Entries ending in `*` match any
+word starting with them (for the inflection a stemmer misses); several words match in a row.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import Stemmer  # PyStemmer: the Snowball stemmers, compiled
+
+from privbot.understand.intents import IntentsError
+from privbot.understand.language import normalise, tokenise
+
+# ISO 639-1 -> Snowball algorithm; every language privbot reads has one.
+STEMMERS = {
+    "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian",
+    "nl": "dutch", "pt": "portuguese", "pl": "polish", "sv": "swedish", "da": "danish",
+    "cs": "czech", "ro": "romanian", "el": "greek", "hu": "hungarian", "fi": "finnish",
+}  # fmt: skip
+PREFIX_KEY = 3  # prefix entries are indexed by their first 3 letters (2-letter ones whole)
+FALLBACK = "en"  # English words are matched in every mail: people mix it in everywhere
+
+
+@dataclass(frozen=True)
+class _Entry:
+    concept: str
+    words: tuple[str, ...]  # stems, or prefixes where `prefix[i]`
+    prefix: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class Concepts:
+    """The lexicon, compiled: per language, entries indexed by their first word."""
+
+    names: tuple[str, ...]
+    by_language: dict[str, dict[str, tuple[_Entry, ...]]]  # lang -> first stem -> entries
+    prefixes: dict[str, dict[str, tuple[_Entry, ...]]]  # lang -> first 3 letters -> entries
+
+    def find(self, tokens: Sequence[str], language: str) -> list[tuple[str, int]]:
+        """(concept, token index) for every entry found in normalised `tokens`."""
+        found: list[tuple[str, int]] = []
+        for lang in dict.fromkeys((language, FALLBACK)):
+            index = self.by_language.get(lang)
+            if index is None:
+                continue
+            stems = [stem(lang, t) for t in tokens]
+            for i in range(len(tokens)):
+                for entry in index.get(stems[i], ()):
+                    if _matches(entry, tokens, stems, i):
+                        found.append((entry.concept, i))
+                short = self.prefixes[lang].get(tokens[i][:2], ())
+                for entry in (*short, *self.prefixes[lang].get(tokens[i][:PREFIX_KEY], ())):
+                    if _matches(entry, tokens, stems, i):
+                        found.append((entry.concept, i))
+        return list(dict.fromkeys(found))
+
+
+def _matches(entry: _Entry, tokens: Sequence[str], stems: Sequence[str], start: int) -> bool:
+    if start + len(entry.words) > len(tokens):
+        return False
+    for k, (word, is_prefix) in enumerate(zip(entry.words, entry.prefix, strict=True)):
+        if is_prefix:
+            if not tokens[start + k].startswith(word):
+                return False
+        elif stems[start + k] != word:
+            return False
+    return True
+
+
+@lru_cache(maxsize=200_000)
+def stem(language: str, token: str) -> str:
+    """A normalised token's Snowball stem (cached: mail repeats its words)."""
+    return _stemmer(language).stemWord(token)
+
+
+@lru_cache(maxsize=32)
+def _stemmer(language: str) -> Stemmer.Stemmer:
+    return Stemmer.Stemmer(STEMMERS.get(language, "english"))
+
+
+def load_concepts(path: Path) -> Concepts:
+    """Read and compile `concepts.toml`; IntentsError names the file and key on a problem."""
+    where = f"{path.parent.name}/{path.name}"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntentsError(f"{where}: file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise IntentsError(f"{where}: invalid TOML: {exc}") from None
+    by_language: dict[str, dict[str, list[_Entry]]] = {lang: {} for lang in STEMMERS}
+    prefixes: dict[str, dict[str, list[_Entry]]] = {lang: {} for lang in STEMMERS}
+    names: list[str] = []
+    for concept, table in data.items():
+        if not isinstance(table, dict):
+            raise IntentsError(f"{where}: {concept}: must be a table")
+        names.append(concept)
+        for lang, entries in table.items():
+            if lang == "about":
+                continue
+            if lang not in STEMMERS:
+                raise IntentsError(f"{where}: {concept}.{lang}: unknown language")
+            if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+                raise IntentsError(f"{where}: {concept}.{lang}: must be a list of strings")
+            for text in entries:
+                entry = _compile(concept, lang, text)
+                if entry is None:
+                    continue  # nothing left after normalising (punctuation only)
+                if entry.prefix[0]:
+                    if len(entry.words[0]) < 2:
+                        raise IntentsError(f"{where}: {concept}.{lang}: prefix {text!r} too short")
+                    prefixes[lang].setdefault(entry.words[0][:PREFIX_KEY], []).append(entry)
+                else:
+                    by_language[lang].setdefault(entry.words[0], []).append(entry)
+    return Concepts(
+        tuple(names),
+        {lang: {k: tuple(v) for k, v in idx.items()} for lang, idx in by_language.items()},
+        {lang: {k: tuple(v) for k, v in idx.items()} for lang, idx in prefixes.items()},
+    )
+
+
+def _compile(concept: str, language: str, text: str) -> _Entry | None:
+    words: list[str] = []
+    prefix: list[bool] = []
+    for raw in text.split():
+        is_prefix = raw.endswith("*")
+        for token in tokenise(normalise(raw.rstrip("*"))):
+            words.append(token if is_prefix else stem(language, token))
+            prefix.append(is_prefix)
+    if not words:
+        return None
+    return _Entry(concept, tuple(words), tuple(prefix))
