@@ -1,6 +1,6 @@
 """What every benchmark shares: a work directory, a timing relay, paced delivery, serve processes.
 
-The servers themselves are the tests' own (``tests/servers.py``); nothing here re-implements them.
+The servers are the tests' own (``testing/servers.py``); nothing here re-implements them.
 """
 
 from __future__ import annotations

@@ -157,8 +157,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             continue
         size = f"{queue['tickets']:,} tickets, {queue['messages']:,} msgs"
         add(("queue", f"{backend}: bulk load ({size})", f"{q['load_s']:.1f} s"))
-        add(("queue", f"{backend}: queries.tickets, 50 tickets", _ms(q["queue_page_50"])))
-        add(("queue", f"{backend}: queries.tickets, 1000 (CLI default)", _ms(q["queue_1000"])))
+        add(("queue", f"{backend}: listings.tickets, 50 tickets", _ms(q["queue_page_50"])))
+        add(("queue", f"{backend}: listings.tickets, 1000 (CLI default)", _ms(q["queue_1000"])))
         add(("queue", f"{backend}: ticket page queries", _ms(q["ticket_page"])))
         for key, what in (
             ("web_queue", "GET /queue (first page)"),
