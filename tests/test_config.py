@@ -64,6 +64,9 @@ def test_toml_file_is_overridden_by_environment(tmp_path: Path) -> None:
         ("PRIVBOT_LISTEN", "2525"),
         ("PRIVBOT_REPLY_CAP", "many"),
         ("PRIVBOT_REPLY_CAP_PER_DOMAIN", "-1"),
+        ("PRIVBOT_SMTP_MAX_CONNECTIONS", "0"),
+        ("PRIVBOT_SMTP_MAX_PER_CLIENT", "ten"),
+        ("PRIVBOT_SMTP_IDLE_SECONDS", "-5"),
     ],
 )
 def test_bad_setting_names_itself(name: str, value: str) -> None:

@@ -62,6 +62,14 @@ class Settings:
     # and our replies must not become a way to flood one organisation's mailboxes.
     reply_cap_per_domain: int = 500
     max_message_bytes: int = 25 * 1024 * 1024
+    # The SMTP receiver's limits: connections open at once in all and from one client (an
+    # IPv4 address or an IPv6 /64); more are answered 421 and closed, so idle connections
+    # cannot use up the process's open files (which the database and web app need too).
+    smtp_max_connections: int = 200
+    smtp_max_per_client: int = 10
+    # Seconds a connection may wait between commands before DATA (the DATA transfer itself
+    # has the usual five minutes).
+    smtp_idle_seconds: float = 30.0
     # Months until a request is due (GDPR Art. 12(3): one month from receipt).
     due_months: int = 1
     # Seconds between two IMAP polls when the server has no IDLE.
@@ -101,6 +109,12 @@ class Settings:
     # Folders of the data privbot runs on; default: the ones beside the code (intents/, replies/).
     intents_dir: str | None = None
     replies_dir: str | None = None
+    # Retention (privbot/retention.py), in days: raw mail and reply copies of tickets closed
+    # longer ago are redacted; unconfirmed chat requests (and chat client IPs) and failed
+    # sign-in records older than this are deleted. A chat link lasts a day, hence >= 2.
+    retain_closed_days: int = 365
+    retain_chat_days: int = 7
+    retain_signin_days: int = 30
 
     @property
     def our_addresses(self) -> frozenset[str]:
@@ -179,6 +193,13 @@ def _build(raw: Mapping[str, str]) -> Settings:
             "REPLY_CAP_PER_DOMAIN", get, defaults.reply_cap_per_domain, minimum=0
         ),
         max_message_bytes=_int("MAX_MESSAGE_BYTES", get, defaults.max_message_bytes, minimum=1024),
+        smtp_max_connections=_int(
+            "SMTP_MAX_CONNECTIONS", get, defaults.smtp_max_connections, minimum=1
+        ),
+        smtp_max_per_client=_int(
+            "SMTP_MAX_PER_CLIENT", get, defaults.smtp_max_per_client, minimum=1
+        ),
+        smtp_idle_seconds=_float("SMTP_IDLE_SECONDS", get, defaults.smtp_idle_seconds),
         due_months=_int("DUE_MONTHS", get, defaults.due_months, minimum=0),
         poll_seconds=_float("POLL_SECONDS", get, defaults.poll_seconds),
         idle_seconds=_float("IDLE_SECONDS", get, defaults.idle_seconds),
@@ -203,6 +224,9 @@ def _build(raw: Mapping[str, str]) -> Settings:
         staff=_address("PRIVBOT_STAFF", get["STAFF"]) if get.get("STAFF") else None,
         intents_dir=_folder("INTENTS_DIR", get),
         replies_dir=_folder("REPLIES_DIR", get),
+        retain_closed_days=_int("RETAIN_CLOSED_DAYS", get, defaults.retain_closed_days, minimum=1),
+        retain_chat_days=_int("RETAIN_CHAT_DAYS", get, defaults.retain_chat_days, minimum=2),
+        retain_signin_days=_int("RETAIN_SIGNIN_DAYS", get, defaults.retain_signin_days, minimum=1),
     )
 
 

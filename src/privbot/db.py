@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -22,12 +23,26 @@ def make_engine(url: str) -> Engine:
     """An engine for SQLite (WAL, write transactions taken up front) or PostgreSQL."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        _create_private(parsed.database or "")
         factory = _locked_connection_class()
         engine = create_engine(url, connect_args={"timeout": 30, "factory": factory})
         event.listen(engine, "connect", _sqlite_on_connect)
         _serialise_writers(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _create_private(name: str) -> None:
+    """Create a new SQLite file as 0600: it holds people's mail. SQLite gives its -wal and
+    -shm files the database file's mode. An existing file is left as its owner set it."""
+    if name in ("", ":memory:") or name.startswith("file:"):
+        return
+    try:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # e.g. a missing folder: sqlite3 reports it with its own words
 
 
 def _serialise_writers(engine: Engine) -> None:

@@ -112,6 +112,8 @@ class Message(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # What our trusted receiving server said of the sender (Authentication-Results), if any.
     auth_result: Mapped[str | None] = mapped_column(String(200))
+    # Set when the retention policy replaced the bytes and subject with a placeholder.
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_messages_status", "status"),)
 
@@ -137,6 +139,8 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the retention policy replaced the subject; the facts (type, dates) stay.
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Event(Base):
@@ -176,6 +180,8 @@ class Outgoing(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the retention policy replaced the copy and subject with a placeholder.
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from privbot import pipeline
+from privbot import pipeline, retention
 from privbot.app import App
 from privbot.channels.imap import ImapWatcher
 from privbot.channels.smtp import start_receiver
@@ -45,6 +45,7 @@ class Service:
     def start(self) -> Service:
         s = self.app.settings
         self._thread("processor", run_processor, self.app, self.stop_event)
+        self._thread("retention", retention.run_daily, self.app, self.stop_event)
         if s.smtp is not None:
             self._thread("outbox", sender.run_sender, self.app, self.stop_event)
         if s.imap is not None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from privbot import optouts
+from privbot import optouts, retention
 from privbot.app import App, build_app
 from privbot.cli.tables import format_table
 from privbot.config import ConfigError, Settings
@@ -86,6 +86,10 @@ def register(sub: Any, tickets: Any) -> None:
     p = command(osub, "export", _optouts_export, "write the suppression list as CSV")
     p.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     p.add_argument("--withdrawn", action="store_true", help="include withdrawn opt-outs")
+
+    keep = command(sub, "retention", _no_action, "the retention policy (PRIVBOT_RETAIN_*)")
+    ksub = keep.add_subparsers(title="actions", metavar="ACTION")
+    command(ksub, "run", _retention_run, "redact and delete what is kept past its time, now")
 
     command(sub, "web", _web, "run the web app (staff queue, chat) alone, on PRIVBOT_WEB")
 
@@ -356,6 +360,16 @@ def _optouts_export(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(rows)} opt-outs written to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _retention_run(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    try:
+        report = retention.run(app)
+    finally:
+        app.close()
+    print(f"retention: {report.describe()}")
     return 0
 
 

@@ -1,0 +1,228 @@
+"""Retention: personal content is not kept for ever, the audit facts are.
+
+A run redacts the raw mail, reply copies and subjects of tickets closed more than
+`retain_closed_days` ago (and of ticketless handled or screened mail received that long
+ago), deletes chat requests never confirmed and the client IPs of confirmed ones after
+`retain_chat_days`, and failed sign-in records after `retain_signin_days`. What was asked,
+when and what was done (tickets' type, status and dates, the audit trail, message sizes and
+ids) stays. Each run records one `retention_run` event with counts, never content.
+
+Redacted mail keeps a small placeholder message, so the ticket page still shows the thread.
+Rows are done in small transactions (SQLite has one writer; mail keeps flowing meanwhile),
+and a run is idempotent: `redacted_at` marks what is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
+
+from privbot.app import App
+from privbot.audit import record
+from privbot.models import (
+    ChatRequest,
+    ChatStatus,
+    LoginFailure,
+    Message,
+    MessageStatus,
+    OutboxStatus,
+    Outgoing,
+    Ticket,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 200  # rows per transaction: short write locks
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    messages_redacted: int = 0
+    replies_redacted: int = 0
+    tickets_redacted: int = 0
+    chat_requests_deleted: int = 0
+    chat_clients_cleared: int = 0
+    signin_failures_deleted: int = 0
+
+    def describe(self) -> str:
+        return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in asdict(self).items())
+
+
+def placeholder(days: int) -> str:
+    return f"[removed after {days} days under the retention policy]"
+
+
+def run(app: App, now: datetime | None = None) -> RetentionReport:
+    """Apply the retention policy once; returns what was done (also in the audit trail)."""
+    s = app.settings
+    now = now or utcnow()
+    closed_before = now - timedelta(days=s.retain_closed_days)
+    chat_before = now - timedelta(days=s.retain_chat_days)
+    note = placeholder(s.retain_closed_days)
+
+    old_ticket = select(Ticket.id).where(
+        Ticket.closed_at.is_not(None), Ticket.closed_at < closed_before
+    )
+    done = (MessageStatus.HANDLED, MessageStatus.SCREENED)
+    messages = _redact_rows(
+        app,
+        Message,
+        or_(
+            Message.ticket_id.in_(old_ticket),
+            # Mail that never became a ticket (screened machines, answered questions).
+            and_(
+                Message.ticket_id.is_(None),
+                Message.status.in_(done),
+                Message.received_at < closed_before,
+            ),
+        ),
+        lambda m: (_message_placeholder(m, note), note),
+        now,
+    )
+    finished = (OutboxStatus.SENT, OutboxStatus.FAILED)  # never a reply still to be sent
+    replies = _redact_rows(
+        app,
+        Outgoing,
+        and_(
+            Outgoing.status.in_(finished),
+            or_(
+                Outgoing.ticket_id.in_(old_ticket),
+                # Chat confirmation links carry no ticket; they matter only for a day.
+                and_(Outgoing.kind == "confirm", Outgoing.created_at < chat_before),
+            ),
+        ),
+        lambda o: _reply_placeholder(
+            o, placeholder(s.retain_chat_days) if o.kind == "confirm" else note
+        ),
+        now,
+    )
+    with app.sessions.begin() as session:
+        tickets = _count(
+            session,
+            update(Ticket)
+            .where(
+                Ticket.closed_at.is_not(None),
+                Ticket.closed_at < closed_before,
+                Ticket.redacted_at.is_(None),
+            )
+            .values(subject=note, redacted_at=now),
+        )
+        # A confirmed chat request's text went into a message; it goes with that message.
+        session.execute(
+            update(ChatRequest)
+            .where(
+                ChatRequest.message_id.in_(
+                    select(Message.id).where(Message.redacted_at.is_not(None))
+                ),
+                ChatRequest.text != note,
+            )
+            .values(text=note)
+        )
+        old_chat = ChatRequest.created_at < chat_before
+        chat_deleted = _count(
+            session,
+            delete(ChatRequest).where(old_chat, ChatRequest.status != ChatStatus.CONFIRMED),
+        )
+        chat_cleared = _count(
+            session,
+            update(ChatRequest)
+            .where(old_chat, ChatRequest.client.is_not(None))
+            .values(client=None),
+        )
+        signins = _count(
+            session,
+            delete(LoginFailure).where(
+                LoginFailure.at < now - timedelta(days=s.retain_signin_days)
+            ),
+        )
+        report = RetentionReport(
+            messages_redacted=messages,
+            replies_redacted=replies,
+            tickets_redacted=tickets,
+            chat_requests_deleted=chat_deleted,
+            chat_clients_cleared=chat_cleared,
+            signin_failures_deleted=signins,
+        )
+        record(
+            session,
+            "retention_run",
+            **asdict(report),
+            retain_closed_days=s.retain_closed_days,
+            retain_chat_days=s.retain_chat_days,
+            retain_signin_days=s.retain_signin_days,
+        )
+    return report
+
+
+def run_daily(app: App, stop: threading.Event, every: float = DAY) -> None:
+    """`privbot serve`'s retention worker: a run at start, then one a day, until stopped."""
+    while not stop.is_set():
+        try:
+            report = run(app)
+            log.info("retention: %s", report.describe())
+        except Exception:
+            log.exception("retention: run failed; trying again in a day")
+        stop.wait(every)
+
+
+def _count(session: Session, statement: Executable) -> int:
+    result: Any = session.execute(statement)
+    return int(result.rowcount or 0)
+
+
+def _redact_rows(
+    app: App,
+    table: type[Message] | type[Outgoing],
+    where: ColumnElement[bool],
+    make: Callable[[Any], tuple[bytes, str]],
+    now: datetime,
+) -> int:
+    """Replace raw bytes and subject of every matching row not yet redacted, CHUNK at a time."""
+    total = 0
+    while True:
+        with app.sessions.begin() as session:
+            rows = session.scalars(
+                select(table)
+                .where(where, table.redacted_at.is_(None))
+                .order_by(table.id)
+                .limit(CHUNK)
+            ).all()
+            for row in rows:
+                row.raw, row.subject = make(row)
+                row.redacted_at = now
+        total += len(rows)
+        if len(rows) < CHUNK:
+            return total
+
+
+def _message_placeholder(m: Message, note: str) -> bytes:
+    """A tiny message in place of the mail: who and when stay (audit facts), the words go."""
+    msg = EmailMessage()
+    msg["From"] = m.sender or m.envelope_from or "unknown@invalid"
+    msg["Date"] = format_datetime(m.received_at)
+    msg["Subject"] = note
+    if m.message_id:
+        msg["Message-ID"] = f"<{m.message_id.strip('<>')}>"
+    msg.set_content(note + "\n")
+    return msg.as_bytes()
+
+
+def _reply_placeholder(o: Outgoing, note: str) -> tuple[bytes, str]:
+    msg = EmailMessage()
+    msg["To"] = o.to_addr
+    msg["Subject"] = note
+    msg["Message-ID"] = f"<{o.message_id.strip('<>')}>"
+    msg.set_content(note + "\n")
+    return msg.as_bytes(), note
