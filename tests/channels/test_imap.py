@@ -101,9 +101,10 @@ def test_uidvalidity_change_neither_loses_nor_repeats(
     app, _ = running
     first = mail(sender="ivan@example.org", message_id="ivan1@x")
     dovecot.deliver(first)
-    relay.wait_for(1)
+    # Generous waits: a fresh checkout's first minutes are slow on a 2-core machine.
+    relay.wait_for(1, timeout=40)
     processed = folder(dovecot, "privbot/processed")
-    wait_until(lambda: dovecot.folder_count(processed) == 1, what="first message moved")
+    wait_until(lambda: dovecot.folder_count(processed) == 1, timeout=40, what="first moved")
     # The mailbox is rebuilt (a restore from backup): new UIDVALIDITY, and the old
     # message is back in the inbox beside a new one.
     dovecot.stop()
@@ -115,8 +116,8 @@ def test_uidvalidity_change_neither_loses_nor_repeats(
     dovecot.start()
     dovecot.deliver(first)
     dovecot.deliver(mail(sender="judy@example.org", message_id="judy1@x"))
-    replies = relay.wait_for(2, timeout=20)
-    wait_until(lambda: dovecot.folder_count("INBOX") == 0, what="inbox emptied")
+    replies = relay.wait_for(2, timeout=40)
+    wait_until(lambda: dovecot.folder_count("INBOX") == 0, timeout=40, what="inbox emptied")
     assert sorted(r["To"] for r in replies) == ["ivan@example.org", "judy@example.org"]
     assert count(app, Ticket) == 2
 
