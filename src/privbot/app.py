@@ -115,8 +115,8 @@ def load_understanding(
         bank = intents_dir / "examples"
         if (intents_dir / "_concepts.toml").is_file() and any(bank.glob("*.jsonl")):
             concepts_file = intents_dir / "_concepts.toml"
-            inputs = [concepts_file, *intents_dir.glob("*.toml"), *bank.glob("*.jsonl")]
-            key = inputs_key(set(inputs), known)
+            # Every intent file (the concepts' _concepts.toml among them) and the bank.
+            key = inputs_key([*intents_dir.glob("*.toml"), *bank.glob("*.jsonl")], known)
             classifier = classifier.learn(
                 load_concepts(concepts_file),
                 lambda: [*read_bank(bank), *staff_examples(known)],

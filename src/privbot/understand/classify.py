@@ -49,6 +49,8 @@ from privbot.understand.scoring import (
     combine,
     decide,
     decide_learned,
+    model_info,
+    phrases_stand,
 )
 from privbot.understand.sentences import URL, Sentence, named_addresses, split_sentences
 
@@ -122,10 +124,11 @@ class Classifier:
     def classify(self, new_text: str, subject: str = "") -> Classification:
         """What the mail asks for: the phrase layer's reading, decided by the learned layer
         when there is one (the phrases are then part of its evidence)."""
-        phrases = self._phrases(new_text, subject)
+        all_sentences = split_sentences(new_text, subject)
+        phrases = self._phrases(new_text, subject, all_sentences)
         if self.model is None or self.concepts is None:
             return phrases
-        sentences, text = self._spoken(new_text, subject)
+        sentences, text = self._spoken(all_sentences)
         features = self._features(phrases, sentences, text)
         probabilities = self.model.probabilities(features, text)
         evidence = {
@@ -133,6 +136,8 @@ class Classifier:
             for name, p in probabilities.items()
             if p >= 0.5
         }
+        if phrases_stand(phrases):  # nothing of the learned reading would be used
+            return replace(phrases, **model_info(probabilities, evidence))
         learned = decide_learned(
             self.intents, self.policy_index, phrases, sentences, probabilities, evidence
         )
@@ -168,20 +173,17 @@ class Classifier:
         """(features, text, labels) per example, as the learned layer is trained on them."""
         rows = []
         for example in examples:
-            phrases = self._phrases(example.text, example.subject)
-            sentences, text = self._spoken(example.text, example.subject)
+            all_sentences = split_sentences(example.text, example.subject)
+            phrases = self._phrases(example.text, example.subject, all_sentences)
+            sentences, text = self._spoken(all_sentences)
             features = self._features(phrases, sentences, text, concepts)
             rows.append((features, text, example.labels))
         return rows
 
-    def _spoken(self, new_text: str, subject: str) -> tuple[list[Sentence], str]:
+    def _spoken(self, sentences: Sequence[Sentence]) -> tuple[list[Sentence], str]:
         """The sentences the sender wrote (list footers left out, as the phrases do), and
         them as one text for the n-grams."""
-        sentences = [
-            s
-            for s in split_sentences(new_text, subject)
-            if not self.cues.footers.match(s.tokens, s.norm)
-        ]
+        sentences = [s for s in sentences if not self.cues.footers.match(s.tokens, s.norm)]
         return sentences, "\n".join(s.text for s in sentences)
 
     def _features(
@@ -199,9 +201,10 @@ class Classifier:
             **length_features(text, sentences),
         }
 
-    def _phrases(self, new_text: str, subject: str = "") -> Classification:
+    def _phrases(
+        self, new_text: str, subject: str, sentences: Sequence[Sentence]
+    ) -> Classification:
         addresses = named_addresses(f"{subject}\n{new_text}", self.intents.own_domains)
-        sentences = split_sentences(new_text, subject)
         language = self.guesser.guess(f"{subject}\n{new_text}")
         scores: dict[str, float] = {}
         asked: list[tuple[int, set[str], bool]] = []  # (sentence, intents asked about, topic)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ class Intents:
     def names(self) -> tuple[str, ...]:
         return tuple(i.name for i in self.intents)
 
-    @property
+    @cached_property  # asked for every phrase hit: worked out once
     def requests(self) -> frozenset[str]:
         """Intents that ask for something to be done for the person (not a question)."""
         return frozenset(i.name for i in self.intents if i.request)

@@ -293,22 +293,34 @@ def decide_learned(
         matches=phrases.matches,
         unanswered_question=unanswered and "question" in chosen,
         machine=machine,
-        probabilities=tuple((k, round(v, 3)) for k, v in p.items()),
-        evidence=tuple((k, tuple(v)) for k, v in evidence.items()),
+        **model_info(p, evidence),  # type: ignore[arg-type]
     )
+
+
+def phrases_stand(phrases: Classification) -> bool:
+    """The phrase lists are sure of a request or a question (or of spam): their reading,
+    which a privacy officer can edit and explain, is the answer."""
+    return phrases.spam or (not phrases.low_confidence and phrases.intents != ("other",))
+
+
+def model_info(
+    p: dict[str, float], evidence: dict[str, list[tuple[str, float]]]
+) -> dict[str, tuple[tuple[str, object], ...]]:
+    """What staff see of the learned layer: its probabilities and the features behind them."""
+    return {
+        "probabilities": tuple((k, round(v, 3)) for k, v in p.items()),
+        "evidence": tuple((k, tuple(v)) for k, v in evidence.items()),
+    }
 
 
 def combine(
     phrases: Classification, learned: Classification, p: dict[str, float], grounded: set[str]
 ) -> Classification:
-    """The two layers together. Where the phrase lists are sure of a request or a question
-    (the reading a privacy officer can edit and explain), they stand; the learned layer
-    decides where they found nothing clear. A request the phrases did not see is acted on
-    only when the model is sure of it and the sender's words hold one of its concepts (the
-    intent file's `grounding`); else staff get it, with the candidates."""
+    """The two layers together, where the phrases do not stand (`phrases_stand`): the
+    learned layer decides where they found nothing clear. A request the phrases did not see
+    is acted on only when the model is sure of it and the sender's words mention one of its
+    concepts (the intent file's `grounding`); else staff get it, with the candidates."""
     info = {"probabilities": learned.probabilities, "evidence": learned.evidence}
-    if phrases.spam or (not phrases.low_confidence and phrases.intents != ("other",)):
-        return replace(phrases, **info)
     if learned.intents == ("other",) and phrases.intents != ("other",):
         return replace(phrases, **info)  # the model saw nothing: the phrases' reading stands
     new = [n for n in learned.intents if n not in phrases.intents and n != "other"]
