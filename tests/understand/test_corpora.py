@@ -46,11 +46,14 @@ def test_privacyqa_at_least_90_percent_questions(report) -> None:  # type: ignor
 
 @needs_corpora
 def test_spam_and_ham_trigger_no_action(report) -> None:  # type: ignore[no-untyped-def]
-    actions = {"opt_out", "data_access", "correction", "deletion"}
+    """Nothing is acted on: no request read surely enough to apply or open a ticket (a
+    low-confidence reading goes to staff). No ham is screened; most spam is."""
     assert report.spam
-    assert not [o.source for o in report.spam if set(o.predicted) & actions]
-    ham_flagged = [o.source for o in report.spam if o.expected[0] == "nice" and o.detail]
-    assert not ham_flagged
+    assert not [o.source for o in report.spam if o.detail == "acted"], report.format()
+    ham_screened = [
+        o.source for o in report.spam if o.expected[0] == "nice" and o.detail == "screened"
+    ]
+    assert not ham_screened
     assert sum(1 for o in report.spam if o.expected[0] == "spam" and o.detail) >= 10
 
 

@@ -18,9 +18,11 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, getaddresses
 from pathlib import Path
 
+from privbot.understand.policy import heading_key
+from privbot.understand.scoring import NO_ANSWER
+
 SUPPORT = "support@junocloud.me"
 ADDRESS_HEADERS = frozenset({"from", "to", "cc", "reply-to", "sender"})
-NO_ANSWER = "none"  # a question's "sections" when the policy has no answer to it
 _DATE = datetime(2026, 11, 30, 9, 30, tzinfo=UTC)
 
 
@@ -184,7 +186,10 @@ class BlindReport:
             lambda j: (
                 "question" in j.seen.intents
                 and not j.seen.unanswered
-                and bool(j.seen.sections & j.mail.sections)
+                and bool(
+                    {heading_key(s) for s in j.seen.sections}
+                    & {heading_key(s) for s in j.mail.sections}
+                )
             ),
         )
 

@@ -29,6 +29,7 @@ from privbot.understand.language import LanguageGuesser, normalise, tokenise
 from privbot.understand.learned import (
     MACHINE,
     Example,
+    Learned,
     Model,
     concept_features,
     length_features,
@@ -36,17 +37,18 @@ from privbot.understand.learned import (
     train,
 )
 from privbot.understand.matching import Matcher, Phrase
-from privbot.understand.policy import Policy, PolicyIndex, Topics
+from privbot.understand.policy import Policy, PolicyIndex, Topics, heading_key
 from privbot.understand.scoring import (
+    ACCEPT_P,
     CONDITIONAL_FACTOR,
     EXAMPLE_SIMILARITY,
     EXAMPLE_WORDS,
+    NO_ANSWER,
     SAME_SENTENCE_EXTRA,
     SPAM_OVERRIDE,
     WEIGHTS,
     Classification,
     Match,
-    combine,
     decide,
     decide_learned,
     model_info,
@@ -65,6 +67,7 @@ class Classifier:
     fuzzy_examples: tuple[tuple[str, str, str], ...]  # (normalised text, intent, language)
     concepts: Concepts | None = None  # with `model`: the learned layer (learned.py)
     model: Model | None = None
+    sections_model: Model | None = None  # which policy sections answer a question
 
     @classmethod
     def build(
@@ -136,17 +139,30 @@ class Classifier:
             for name, p in probabilities.items()
             if p >= 0.5
         }
-        if phrases_stand(phrases):  # nothing of the learned reading would be used
+        if phrases.language not in STEMMERS or (
+            phrases_stand(phrases) and ("c:law" in features or "subj:c:law" in features)
+        ):
+            # A language the concept lexicon and the bank do not cover, or a formal letter
+            # citing the law where the phrase lists are sure (they were written from such
+            # letters): the phrase lists' reading stands.
             return replace(phrases, **model_info(probabilities, evidence))
-        learned = decide_learned(
-            self.intents, self.policy_index, phrases, sentences, probabilities, evidence
+        section_p = None
+        if self.sections_model is not None and probabilities.get("question", 0.0) >= ACCEPT_P:
+            section_p = self.sections_model.probabilities(features, text)
+        grounded = any(k.startswith(GROUNDS) for k in features) or any(
+            f"pick:{name}" in features for name in self.intents.requests
         )
-        grounded = {
-            i.name
-            for i in self.intents.intents
-            if any(f"a:do:{c}" in features or f"c:{c}" in features for c in i.grounding)
-        }
-        return combine(phrases, learned, probabilities, grounded)
+        return decide_learned(
+            self.intents,
+            self.policy_index,
+            phrases,
+            sentences,
+            probabilities,
+            evidence,
+            section_p,
+            grounded,
+            any(k.startswith(("c:machine_", "subj:c:machine_")) for k in features),
+        )
 
     def learn(
         self,
@@ -160,12 +176,42 @@ class Classifier:
         examples are not even read)."""
         cached = _cached(cache, key)
         if cached is not None:
-            return replace(self, concepts=concepts, model=cached)
+            return replace(
+                self, concepts=concepts, model=cached.intents, sections_model=cached.sections
+            )
         chosen = list(examples())
         rows = self.training_rows(concepts, chosen)
         model = train(rows, (*self.intents.names, MACHINE), key, [e.weight for e in chosen])
-        _save(cache, model)
-        return replace(self, concepts=concepts, model=model)
+        sections = self._train_sections(rows, chosen, key)
+        _save(cache, Learned(model, sections, key))
+        return replace(self, concepts=concepts, model=model, sections_model=sections)
+
+    def _train_sections(
+        self,
+        rows: Sequence[tuple[dict[str, float], str, frozenset[str]]],
+        examples: Sequence[Example],
+        key: str,
+    ) -> Model | None:
+        """The model of which sections answer a question, from the bank's labelled
+        questions; a section name that is not a heading of the policy stops start-up."""
+        headings = {heading_key(h): h for h in self.policy_index.policy.headings}
+        headings[NO_ANSWER] = NO_ANSWER
+        labelled = [(row, e) for row, e in zip(rows, examples, strict=True) if e.sections]
+        unknown = {s for _, e in labelled for s in e.sections if heading_key(s) not in headings}
+        if unknown:
+            raise IntentsError(
+                f"intents/examples: sections {sorted(unknown)} are not headings of the policy"
+            )
+        if not labelled:
+            return None
+        wanted = [frozenset(headings[heading_key(s)] for s in e.sections) for _, e in labelled]
+        names = [h for h in self.policy_index.policy.headings if any(h in w for w in wanted)]
+        return train(
+            [(f, text, w) for ((f, text, _), _), w in zip(labelled, wanted, strict=True)],
+            (*names, NO_ANSWER),
+            key,
+            [e.weight for _, e in labelled],
+        )
 
     def training_rows(
         self, concepts: Concepts, examples: Iterable[Example]
@@ -321,21 +367,24 @@ class Classifier:
 
 
 KEEP_MODELS = 3
+# Features that show the sender named an action (learned.py's names): an object alone
+# ("multipart mail") asks for nothing.
+GROUNDS = ("c:act_", "c:state_", "subj:c:act_", "subj:c:state_", "strong:")
 
 
-def _cached(cache: Path | None, key: str) -> Model | None:
+def _cached(cache: Path | None, key: str) -> Learned | None:
     if cache is None or not cache.is_file():
         return None
     try:
         model = pickle.loads(cache.read_bytes())  # our own file, beside the example bank
     except Exception:  # a stale or broken cache is retrained, never trusted
         return None
-    if not isinstance(model, Model) or model.fingerprint != key:
+    if not isinstance(model, Learned) or model.fingerprint != key:
         return None
     return model
 
 
-def _save(cache: Path | None, model: Model) -> None:
+def _save(cache: Path | None, model: Learned) -> None:
     if cache is None:
         return
     partial = cache.with_name(f"{cache.name}.{os.getpid()}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from privbot.mail.parse import parse_message
+from privbot.mail.screen import ScreenContext, screen
 from privbot.understand.scoring import Classification
 
 # Source request type -> our intent (README section 1); None: no direct intent.
@@ -129,16 +130,29 @@ def spam(
     progress: bool,
     requests: frozenset[str],
 ) -> tuple[list[Outcome], str]:
-    """`requests`: the intents that would act on a mail (spam must get none of them)."""
+    """`requests`: the intents that would act on a mail (spam must have none acted on)."""
     if not folder.is_dir():
         return [], "spam corpus missing"
     parser, note = mail_parser()
+    # As the pipeline does: mail whose headers say a machine or a list sent it is never
+    # classified (the corpus has list mail with Precedence: bulk among the ham).
+    context = ScreenContext(frozenset({"support@junocloud.me"}), "junocloud.me")
     out = []
     for row in _progress(_read_csv(folder / "labels.csv"), "spam", progress):
-        text, subject = parser((folder / row["file"]).read_bytes())
+        raw = (folder / row["file"]).read_bytes()
+        reason = _header_screen(raw, context)
+        if reason is not None:
+            out.append(Outcome(row["file"], "", (row["label"],), (), True, "headers"))
+            continue
+        text, subject = parser(raw)
         result = run(text, subject)
-        bad = bool(set(result.intents) & requests)
-        correct = not bad and (result.spam or row["label"] == "nice")
+        # Acted on: a request read surely enough to act (a low-confidence reading goes to
+        # staff and does nothing). Screened: spam, or machine wording (no reply at all).
+        screened = result.spam or result.machine
+        acted = (
+            bool(set(result.intents) & requests) and not result.low_confidence and not screened
+        )
+        correct = not acted and (screened or row["label"] == "nice")
         out.append(
             Outcome(
                 row["file"],
@@ -146,10 +160,17 @@ def spam(
                 (row["label"],),
                 result.intents,
                 correct,
-                "spam" if result.spam else "",
+                "acted" if acted else "screened" if screened else "",
             )
         )
     return out, note
+
+
+def _header_screen(raw: bytes, context: ScreenContext) -> str | None:
+    try:
+        return screen(parse_message(raw), context)
+    except Exception:  # what cannot be parsed is classified from the fallback's text
+        return None
 
 
 def mail_parser() -> tuple[Callable[[bytes], tuple[str, str]], str]:

@@ -2,7 +2,7 @@
 
 Corpora (see /work/shared/corpora/README.md): GDPR request letters (their placeholders are
 filled or stripped here), PrivacyQA questions (all should be `question`), SpamAssassin
-spam/ham (no action intent may come out). Labelled TSV: columns text, intents, language;
+spam/ham (nothing may be acted on). Labelled TSV: columns text, intents, language;
 "\\n" in text stands for a line break.
 """
 
@@ -110,11 +110,15 @@ class EvalReport:
                 rows = [o for o in self.spam if o.expected[0] == label]
                 if not rows:
                     continue
-                actions = [o for o in rows if set(o.predicted) & self.requests]
-                flagged = [o for o in rows if "spam" in o.detail]
+                actions = [o for o in rows if o.detail == "acted"]
+                staff = [
+                    o for o in rows if set(o.predicted) & self.requests and o.detail != "acted"
+                ]
+                flagged = [o for o in rows if o.detail == "screened"]
                 out.append(
-                    f"SpamAssassin {label}: {len(rows)} mails, {len(actions)} with an action "
-                    f"intent, {len(flagged)} flagged spam"
+                    f"SpamAssassin {label}: {len(rows)} mails, {len(actions)} acted on, "
+                    f"{len(staff)} read as a request but left to staff (low confidence), "
+                    f"{len(flagged)} screened"
                 )
                 out.extend(f"  ACTION {o.source}: {','.join(o.predicted)}" for o in actions)
         for rep in self.labelled:

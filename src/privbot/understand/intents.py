@@ -19,7 +19,7 @@ ANY_LANGUAGE = "any"  # phrases that work in every language (article numbers, "G
 PHRASE_TABLES = ("phrases", "strong", "weak")
 QUOTES = ("clauses", "sections")  # how a reply quotes the policy for an intent
 _INTENT_KEYS = {
-    "name", "request", "automatic", "quote", "grounding", "description", "priority",
+    "name", "request", "automatic", "quote", "description", "priority",
     "policy_sections", "cite_query", "ticket_type", "ticket_status",
 }  # fmt: skip
 _LANGUAGE_LISTS = (
@@ -70,7 +70,6 @@ class Intent:
     request: bool = False
     automatic: bool = False
     quote: str = "clauses"
-    grounding: tuple[str, ...] = ()  # concepts that ground a request the phrases missed
 
     def group(self, name: str) -> tuple[tuple[str, PhraseSet], ...]:
         """Named sub-tables of a group, e.g. group("scopes") -> ((scope, phrases), ...)."""
@@ -248,7 +247,6 @@ def _load_intent(path: Path, known: set[str]) -> Intent:
         request=_flag(data, "request", where),
         automatic=_flag(data, "automatic", where),
         quote=_choice(data, "quote", where, QUOTES),
-        grounding=tuple(_strings(data, "grounding", where, required=False)),
     )
 
 

@@ -37,14 +37,14 @@ from privbot.understand.sentences import Sentence
 
 MACHINE = "machine"  # the extra label: a machine wrote it
 ACTS = ("act_stop", "act_delete", "act_get", "act_fix", "state_wrong")
-MODIFIERS = ("neg", "cond", "ask", "withdraw")
+MODIFIERS = ("neg", "cond", "ask", "withdraw", "polite")
 NEGATION_REACH = 4  # a negation this many words before an action negates it
 GRAM_BUCKETS = 2**16  # hashed n-gram columns: 65,536 x labels float32 is under 2 MB
 # Inverse regularisation. Leave-one-language-out on the bank, C 1 / 4 / 16: 75.1 / 77.3 / 78.1%.
 C = 16.0
 STAFF_WEIGHT = 25.0  # one correction must change what the model says about that text
 # Part of every cached model's key: change it when the features change.
-FEATURES_VERSION = f"2 C={C} grams={GRAM_BUCKETS}"
+FEATURES_VERSION = f"3 C={C} grams={GRAM_BUCKETS}"
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class Example:
     labels: frozenset[str]  # intents, or {"machine"}
     language: str = ""
     weight: float = 1.0  # a staff correction counts as STAFF_WEIGHT bank examples
+    # For a question: the policy sections that answer it, or {"none"} (the policy is silent).
+    sections: frozenset[str] = frozenset()
 
 
 def read_bank(folder: Path) -> list[Example]:
@@ -68,7 +70,8 @@ def read_bank(folder: Path) -> list[Example]:
         except ParseError:
             continue
         labels = frozenset({MACHINE}) if mail.skip else mail.intents
-        out.append(Example(parsed.new_text, parsed.subject, labels, mail.language))
+        sections = mail.sections if "question" in labels else frozenset()
+        out.append(Example(parsed.new_text, parsed.subject, labels, mail.language, 1.0, sections))
     return out
 
 
@@ -99,6 +102,9 @@ def concept_features(
         asking = sent.text.rstrip().endswith("?") or any(i <= 1 for i in where.get("ask", []))
         conditional = "cond" in here
         withdrawn = "withdraw" in here
+        # "Could you stop sending me...?" is a request shaped as a question: its own mood,
+        # so that the model can tell it from "how do I stop...?".
+        polite = "polite" in here
         objects = [c for c in here if c.startswith("obj_")] or ["obj_none"]
         prefix = "subj:" if sent.is_subject else ""
         for concept in here:
@@ -110,8 +116,8 @@ def concept_features(
                 0 < a - n <= NEGATION_REACH for a in where[act] for n in where.get("neg", [])
             )
             mood = (
-                "neg" if negated else "wd" if withdrawn else "q" if asking
-                else "if" if conditional else "do"
+                "neg" if negated else "wd" if withdrawn else "pq" if asking and polite
+                else "q" if asking else "if" if conditional else "do"
             )  # fmt: skip
             for obj in objects:
                 _add(out, f"f:{mood}:{act}+{obj}")
@@ -183,6 +189,16 @@ class Model:
             if row is not None and self.named[row, column] * value > 0:
                 pushes.append((name, round(float(self.named[row, column] * value), 3)))
         return sorted(pushes, key=lambda p: -p[1])[:n]
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What training makes, and what is cached: the intent model, and the model of which
+    policy sections answer a question (None when the bank labels no sections)."""
+
+    intents: Model
+    sections: Model | None
+    fingerprint: str
 
 
 def ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:

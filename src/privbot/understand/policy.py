@@ -13,7 +13,7 @@ import math
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +49,11 @@ class Citation:
     text: str  # a whole paragraph or clause, verbatim
     letter: str = ""  # the clause letter when `text` is a lettered clause
     score: float = 0.0
+
+
+def heading_key(heading: str) -> str:
+    """A heading as labels name it: the policy writes one with a colon ("...visitors:")."""
+    return heading.strip().rstrip(":").strip().casefold()
 
 
 @dataclass(frozen=True)
@@ -281,6 +286,21 @@ class PolicyIndex:
             u = self.units[i]
             out.append(Citation(u.heading, u.text, u.letter, round(score, 3)))
         return tuple(out)
+
+    def within(
+        self, question: str, headings: Sequence[str], limit: int = 3
+    ) -> tuple[Citation, ...]:
+        """The passages of the chosen sections that best answer `question`, at least one
+        per section (its opening passage when no word of the question is found there, as
+        for a question in another language: the policy exists only in English)."""
+        out: list[Citation] = []
+        for heading in headings:
+            found = self.answer(question, sections=[heading], limit=1)
+            if not found:
+                unit = next((u for u in self.units if u.heading == heading), None)
+                found = () if unit is None else (Citation(unit.heading, unit.text, unit.letter),)
+            out.extend(found)
+        return tuple(out[:limit])
 
     def _score(self, unit: _Unit, terms: Mapping[str, float]) -> float:
         k1, b = 1.2, 0.5

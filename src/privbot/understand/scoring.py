@@ -4,7 +4,7 @@ scopes and correction text, and the `Classification` (with its `Match`es) that r
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from privbot.understand.citations import cite
 from privbot.understand.intents import Intents
@@ -224,6 +224,12 @@ CONFIDENT_P = 0.85
 DOUBT_P = 0.3
 OTHER_BESIDE_P = 0.7  # "other" beside privacy requests: a separate matter for staff
 MACHINE_P = 0.6
+MACHINE_SURE_P = 0.95  # machine without any of the lexicon's machine words
+# Sections: the likeliest answers, each at least SECTION_P and SECTION_RELATIVE of the best.
+SECTION_P = 0.3
+SECTION_RELATIVE = 0.5
+MAX_SECTIONS = 3
+NO_ANSWER = "none"  # the section label of a question the policy does not answer
 OVERRIDE_P = 0.9  # the learned layer adds a request the phrases did not see only this sure
 
 
@@ -234,48 +240,53 @@ def decide_learned(
     sentences: Sequence[Sentence],
     p: dict[str, float],
     evidence: dict[str, list[tuple[str, float]]],
+    section_p: dict[str, float] | None = None,
+    grounded: bool = True,
+    machine_words: bool = True,
 ) -> Classification:
     """The final reading from the learned layer's probabilities; the phrase layer still
-    supplies what it alone knows (opt-out scopes, the stated change, the sender's words)."""
+    supplies what it alone knows (opt-out scopes, the stated change, the sender's words).
+    `section_p`: the section model's probability per policy section for a question.
+    `grounded`: the sender's words name an action or an object of the lexicon, or a phrase
+    matched; without that, nothing is acted on (an empty or foreign body is no request)."""
     names = [i.name for i in sorted(intents_data.intents, key=lambda i: -i.priority)]
     privacy = [n for n in names if n != "other"]
     chosen = [n for n in privacy if p.get(n, 0.0) >= ACCEPT_P]
     if p.get("other", 0.0) >= (OTHER_BESIDE_P if chosen else ACCEPT_P):
         chosen.append("other")
     requests = [n for n in chosen if n in intents_data.requests]
-    machine = p.get("machine", 0.0) >= MACHINE_P and not requests
+    # Machine wording: the lexicon's auto-reply, ticket, challenge or bounce words, or a
+    # model that is all but certain (a MIME test mail is odd, but a person sent it).
+    machine = not requests and (
+        p.get("machine", 0.0) >= (MACHINE_P if machine_words else MACHINE_SURE_P)
+    )
     if not chosen:
         # Nothing clear was asked: no request is invented; staff see the candidates.
         chosen = ["other"]
     # The question goes last, after the requests (the reply answers it with what is left).
     chosen = [n for n in chosen if n != "question"] + (["question"] if "question" in chosen else [])
-    confidence = (
-        min(p.get(n, 0.0) for n in chosen)
-        if p.get(chosen[0], 0.0) >= ACCEPT_P
-        else (1.0 - max(p.get(n, 0.0) for n in names))
-    )
-    doubt = max((p.get(n, 0.0) for n in names if n not in chosen), default=0.0)
+    # How sure the whole reading is: its least sure part, each label chosen or left out.
+    # Measured on a blind batch, this is calibrated (0.8-0.9: 87% right, 0.9-0.95: 92%),
+    # where the chosen labels' probabilities alone were not (0.8-0.9: 69%).
+    confidence = min(p.get(n, 0.0) if n in chosen else 1.0 - p.get(n, 0.0) for n in names)
     question_sentences = [
         i for i, s in enumerate(sentences) if s.text.rstrip().endswith("?")
     ] or list(range(len(sentences)))
-    if tuple(chosen) == phrases.intents:
-        citations, sections = phrases.citations, phrases.sections
-        unanswered = phrases.unanswered_question
-    else:
-        citations, sections, unanswered = cite(
-            intents_data, policy_index, chosen, sentences, question_sentences, {}
-        )
-    if "question" in chosen and "question" in phrases.intents:
-        # The phrase layer found the question's own sentences: its citations are closer.
-        citations, sections = phrases.citations, phrases.sections
-        unanswered = phrases.unanswered_question
+    actions = [n for n in chosen if n != "question"]
+    citations, sections, unanswered = cite(
+        intents_data, policy_index, actions, sentences, question_sentences, {}
+    )
+    if "question" in chosen:
+        question = " ".join(sentences[i].text for i in question_sentences)
+        found, unanswered = _answer(policy_index, phrases, question, section_p)
+        citations = (*citations, *(c for c in found if c not in citations))
+        sections = tuple(dict.fromkeys((*sections, *(c.heading for c in found))))
     scopes = (phrases.opt_out_scopes or ("marketing_email",)) if "opt_out" in chosen else ()
     change = None
     if "correction" in chosen:
         change = (
             phrases.correction_text or " ".join(s.text for s in sentences if not s.is_subject)[:500]
         )
-    low = confidence < CONFIDENT_P or doubt >= DOUBT_P
     return Classification(
         intents=tuple(chosen),
         confidence=round(confidence, 3),
@@ -285,8 +296,12 @@ def decide_learned(
         opt_out_scopes=scopes,
         named_addresses=phrases.named_addresses,
         correction_text=change,
-        spam=phrases.spam and not requests,
-        low_confidence=low or (unanswered and "question" in chosen),
+        spam=phrases.spam,  # the spam signals of the phrase lists: a request in spam is bait
+        low_confidence=(
+            confidence < CONFIDENT_P
+            or (unanswered and "question" in chosen)
+            or (bool(requests) and not grounded)
+        ),
         candidates=tuple(
             sorted(((n, round(p.get(n, 0.0), 3)) for n in names), key=lambda c: -c[1])
         ),
@@ -295,6 +310,32 @@ def decide_learned(
         machine=machine,
         **model_info(p, evidence),  # type: ignore[arg-type]
     )
+
+
+def _answer(
+    policy_index: PolicyIndex,
+    phrases: Classification,
+    question: str,
+    section_p: dict[str, float] | None,
+) -> tuple[tuple[Citation, ...], bool]:
+    """(the passages that answer a question, the policy is silent on it). The section
+    model picks the sections (at most MAX_SECTIONS, none when "the policy is silent" is
+    likelier); the words of the question pick the passages within them."""
+    if section_p is None:  # no labelled sections in the bank: the words alone
+        if "question" in phrases.intents:
+            return phrases.citations, phrases.unanswered_question
+        found = policy_index.answer(question, limit=MAX_SECTIONS)
+        return found, not found
+    ranked = sorted(section_p.items(), key=lambda kv: -kv[1])
+    best_name, best = ranked[0]
+    if best_name == NO_ANSWER or best < SECTION_P:
+        return (), True
+    headings = [
+        name
+        for name, value in ranked[:MAX_SECTIONS]
+        if name != NO_ANSWER and value >= max(SECTION_P, SECTION_RELATIVE * best)
+    ]
+    return policy_index.within(question, headings, limit=MAX_SECTIONS), False
 
 
 def phrases_stand(phrases: Classification) -> bool:
@@ -311,26 +352,3 @@ def model_info(
         "probabilities": tuple((k, round(v, 3)) for k, v in p.items()),
         "evidence": tuple((k, tuple(v)) for k, v in evidence.items()),
     }
-
-
-def combine(
-    phrases: Classification, learned: Classification, p: dict[str, float], grounded: set[str]
-) -> Classification:
-    """The two layers together, where the phrases do not stand (`phrases_stand`): the
-    learned layer decides where they found nothing clear. A request the phrases did not see
-    is acted on only when the model is sure of it and the sender's words mention one of its
-    concepts (the intent file's `grounding`); else staff get it, with the candidates."""
-    info = {"probabilities": learned.probabilities, "evidence": learned.evidence}
-    if learned.intents == ("other",) and phrases.intents != ("other",):
-        return replace(phrases, **info)  # the model saw nothing: the phrases' reading stands
-    new = [n for n in learned.intents if n not in phrases.intents and n != "other"]
-    # Spam and non-privacy evidence (the "other" phrases) make a new request doubtful.
-    seen_other = any(name == "other" for name, _ in phrases.candidates) or (
-        p.get("machine", 0.0) >= MACHINE_P  # a machine's words are nobody's request
-    )
-    unsure = any(p.get(n, 0.0) < OVERRIDE_P or n not in grounded for n in new)
-    if new and (seen_other or unsure):
-        # Not sure enough to act on what the phrases did not see: their reading stands,
-        # and staff look (the model's candidates are on the ticket).
-        return replace(phrases, low_confidence=True, **info)
-    return learned
