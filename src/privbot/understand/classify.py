@@ -33,6 +33,7 @@ from privbot.understand.learned import (
     Model,
     concept_features,
     length_features,
+    ngrams,
     phrase_features,
     train,
 )
@@ -128,12 +129,13 @@ class Classifier:
         """What the mail asks for: the phrase layer's reading, decided by the learned layer
         when there is one (the phrases are then part of its evidence)."""
         all_sentences = split_sentences(new_text, subject)
-        phrases = self._phrases(new_text, subject, all_sentences)
         if self.model is None or self.concepts is None:
-            return phrases
+            return self._phrases(new_text, subject, all_sentences)
+        phrases = self._phrases(new_text, subject, all_sentences, with_citations=False)
         sentences, text = self._spoken(all_sentences)
         features = self._features(phrases, sentences, text)
-        probabilities = self.model.probabilities(features, text)
+        grams = ngrams(text)
+        probabilities = self.model.probabilities(features, text, grams)
         evidence = {
             name: self.model.top_features(features, name)
             for name, p in probabilities.items()
@@ -145,10 +147,12 @@ class Classifier:
             # A language the concept lexicon and the bank do not cover, or a formal letter
             # citing the law where the phrase lists are sure (they were written from such
             # letters): the phrase lists' reading stands.
-            return replace(phrases, **model_info(probabilities, evidence))
+            full = self._phrases(new_text, subject, all_sentences)
+            if phrases.language not in STEMMERS or phrases_stand(full):
+                return replace(full, **model_info(probabilities, evidence))
         section_p = None
         if self.sections_model is not None and probabilities.get("question", 0.0) >= ACCEPT_P:
-            section_p = self.sections_model.probabilities(features, text)
+            section_p = self.sections_model.probabilities(features, text, grams)
         grounded = any(k.startswith(GROUNDS) for k in features) or any(
             f"pick:{name}" in features for name in self.intents.requests
         )
@@ -220,7 +224,9 @@ class Classifier:
         rows = []
         for example in examples:
             all_sentences = split_sentences(example.text, example.subject)
-            phrases = self._phrases(example.text, example.subject, all_sentences)
+            phrases = self._phrases(
+                example.text, example.subject, all_sentences, with_citations=False
+            )
             sentences, text = self._spoken(all_sentences)
             features = self._features(phrases, sentences, text, concepts)
             rows.append((features, text, example.labels))
@@ -248,7 +254,11 @@ class Classifier:
         }
 
     def _phrases(
-        self, new_text: str, subject: str, sentences: Sequence[Sentence]
+        self,
+        new_text: str,
+        subject: str,
+        sentences: Sequence[Sentence],
+        with_citations: bool = True,
     ) -> Classification:
         addresses = named_addresses(f"{subject}\n{new_text}", self.intents.own_domains)
         language = self.guesser.guess(f"{subject}\n{new_text}")
@@ -363,6 +373,7 @@ class Classifier:
             change_sentences,
             addresses,
             tuple(matches),
+            with_citations,
         )
 
 

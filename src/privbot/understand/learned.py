@@ -44,7 +44,7 @@ GRAM_BUCKETS = 2**16  # hashed n-gram columns: 65,536 x labels float32 is under 
 C = 16.0
 STAFF_WEIGHT = 25.0  # one correction must change what the model says about that text
 # Part of every cached model's key: change it when the features change.
-FEATURES_VERSION = f"3 C={C} grams={GRAM_BUCKETS}"
+FEATURES_VERSION = f"4 C={C} grams={GRAM_BUCKETS}"
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,6 @@ def phrase_features(phrases: Classification) -> dict[str, float]:
             out[f"strong:{m.intent}"] = 1.0
     if phrases.spam:
         out["spam"] = 1.0
-    if phrases.unanswered_question:
-        out["unanswered"] = 1.0
     return out
 
 
@@ -167,13 +165,19 @@ class Model:
     intercepts: np.ndarray
     fingerprint: str  # of the inputs it was trained on: what a cached model is checked against
 
-    def probabilities(self, features: dict[str, float], text: str) -> dict[str, float]:
+    def probabilities(
+        self,
+        features: dict[str, float],
+        text: str,
+        grams: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> dict[str, float]:
+        """Per label; `grams`: `ngrams(text)` when the caller has them already."""
         scores = self.intercepts.astype(np.float64)
         rows = [(self.vocabulary[k], v) for k, v in features.items() if k in self.vocabulary]
         if rows:
             index, values = zip(*rows, strict=True)
             scores = scores + np.asarray(values) @ self.named[list(index)]
-        index_g, values_g = ngrams(text)
+        index_g, values_g = ngrams(text) if grams is None else grams
         if len(index_g):
             scores = scores + values_g @ self.grams[index_g]
         return {label: _sigmoid(float(s)) for label, s in zip(self.labels, scores, strict=True)}
@@ -204,21 +208,22 @@ class Learned:
 def ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:
     """Character 3-5-grams of each word (padded with spaces), hashed with scikit-learn's
     murmurhash3 into GRAM_BUCKETS; L2-normalised counts. (indices, values)"""
-    grams = []
-    for word in normalise(text).split():
-        padded = f" {word[:40]} "
-        grams += [padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
-    if not grams:
+    words = normalise(text).split()
+    if not words:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
-    hashed = np.array([_bucket(g) for g in grams], dtype=np.int64)
+    hashed = np.concatenate([_word_buckets(word[:40]) for word in words])
     index, counts = np.unique(hashed, return_counts=True)
     return index, counts / np.sqrt((counts**2).sum())
 
 
-@lru_cache(maxsize=400_000)
-def _bucket(gram: str) -> int:
-    """A gram's column (cached: the same grams recur in every mail of a language)."""
-    return int(murmurhash3_32(gram, seed=0, positive=True)) % GRAM_BUCKETS
+@lru_cache(maxsize=200_000)
+def _word_buckets(word: str) -> np.ndarray:
+    """A word's gram columns (cached: the same words recur in every mail of a language)."""
+    padded = f" {word} "
+    grams = [padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
+    return np.array(
+        [murmurhash3_32(g, seed=0, positive=True) % GRAM_BUCKETS for g in grams], dtype=np.int64
+    )
 
 
 def train(
