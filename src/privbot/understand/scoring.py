@@ -265,6 +265,10 @@ def decide_learned(
     machine = not requests and (
         p.get("machine", 0.0) >= (MACHINE_P if machine_words else MACHINE_SURE_P)
     )
+    if requests and not grounded:
+        # The words name no action ("frobnicate my records please"): no request is read
+        # into them; staff see the model's candidates.
+        chosen = [n for n in chosen if n not in intents_data.requests]
     if not chosen:
         # Nothing clear was asked: no request is invented; staff see the candidates.
         chosen = ["other"]
@@ -305,7 +309,7 @@ def decide_learned(
         low_confidence=(
             confidence < CONFIDENT_P
             or (unanswered and "question" in chosen)
-            or (bool(requests) and not grounded)
+            or (bool(requests) and not grounded)  # a request the words did not name
         ),
         candidates=tuple(
             sorted(((n, round(p.get(n, 0.0), 3)) for n in names), key=lambda c: -c[1])
