@@ -38,12 +38,12 @@ LANGUAGES = {
 
 # (exact intent sets overall, worst language, confidently wrong at most, unasked actions per
 # 200 mails at most, machine mails answered at most, people screened at most)
-# Measured once, 2026-12-02, on batch4 (the freshest; see its README): 81.0% exact, worst
-# language 67%, confidently wrong 6.0%, 3.8 unasked actions per 200, 3 machine mails
-# answered, 4 people screened. Batches 1-3 are now in the example bank: floors on them
+# Measured once, 2026-12-02, on batch5 (the freshest; see its README): 81.7% exact, worst
+# language 73%, confidently wrong 5.4%, 2.9 unasked actions per 200, 3 machine mails
+# answered, 6 people screened. Batches 1-4 are now in the example bank: floors on them
 # would measure the bank, not mail nobody tuned for.
 FLOORS = {
-    "batch4": (0.78, 0.62, 0.08, 5.0, 5, 6),
+    "batch5": (0.79, 0.68, 0.07, 4.0, 5, 8),
 }
 
 
