@@ -229,6 +229,7 @@ CONFIDENT_P = 0.85
 DOUBT_P = 0.3
 OTHER_BESIDE_P = 0.7  # "other" beside privacy requests: a separate matter for staff
 MACHINE_P = 0.6
+UNGROUNDED_P = 0.9  # a request whose words name no action: read (never acted on) only this sure
 MACHINE_SURE_P = 0.95  # machine without any of the lexicon's machine words
 # Sections: the likeliest answers, each at least SECTION_P and SECTION_RELATIVE of the best.
 SECTION_P = 0.3
@@ -266,12 +267,16 @@ def decide_learned(
         p.get("machine", 0.0) >= (MACHINE_P if machine_words else MACHINE_SURE_P)
     )
     if requests and not grounded:
-        # The words name no action ("frobnicate my records please"): no request is read
-        # into them; staff see the model's candidates.
-        chosen = [n for n in chosen if n not in intents_data.requests]
+        # The words name no action of the lexicon ("frobnicate my records please", or a
+        # typo such as "remvoe me"): a request is read into them only when the model is
+        # all but sure, and then only as a candidate for staff (see low_confidence below).
+        chosen = [
+            n for n in chosen if n not in intents_data.requests or p.get(n, 0.0) >= UNGROUNDED_P
+        ]
     if not chosen:
-        # Nothing clear was asked: no request is invented; staff see the candidates.
-        chosen = ["other"]
+        # Nothing clear was asked: no request is invented. The likelier of a question
+        # and another matter is the reading (low confidence: staff see the candidates).
+        chosen = ["question" if p.get("question", 0.0) > p.get("other", 0.0) else "other"]
     # The question goes last, after the requests (the reply answers it with what is left).
     chosen = [n for n in chosen if n != "question"] + (["question"] if "question" in chosen else [])
     # How sure the whole reading is: its least sure part, each label chosen or left out.
@@ -305,11 +310,15 @@ def decide_learned(
         opt_out_scopes=scopes,
         named_addresses=phrases.named_addresses,
         correction_text=change,
-        spam=phrases.spam,  # the spam signals of the phrase lists: a request in spam is bait
+        # The phrase lists' spam signals screen a mail only where the model reads no
+        # request: a person complaining about our offers uses the same words. A request
+        # in a mail full of them is bait or a complaint; staff decide, nothing is applied.
+        spam=phrases.spam and not requests,
         low_confidence=(
             confidence < CONFIDENT_P
             or (unanswered and "question" in chosen)
             or (bool(requests) and not grounded)  # a request the words did not name
+            or (bool(requests) and phrases.spam)
         ),
         candidates=tuple(
             sorted(((n, round(p.get(n, 0.0), 3)) for n in names), key=lambda c: -c[1])
