@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import Stemmer  # PyStemmer: the Snowball stemmers, compiled
+from rapidfuzz.distance import DamerauLevenshtein
 
 from privbot.understand.intents import IntentsError
 from privbot.understand.language import normalise, tokenise
@@ -27,7 +28,11 @@ STEMMERS = {
     "nl": "dutch", "pt": "portuguese", "pl": "polish", "sv": "swedish", "da": "danish",
     "cs": "czech", "ro": "romanian", "el": "greek", "hu": "hungarian", "fi": "finnish",
 }  # fmt: skip
-PREFIX_KEY = 3  # prefix entries are indexed by their first 3 letters (2-letter ones whole)
+PREFIX_KEY = 3
+# A word of at least this many letters (stemmed) that matches no entry is read as the
+# one-word entry one edit away, if there is one: people type "remvoe", "delet", "unsubcribe".
+TYPO_MIN = 5
+NEAR_CACHE = 100_000  # prefix entries are indexed by their first 3 letters (2-letter ones whole)
 FALLBACK = "en"  # English words are matched in every mail: people mix it in everywhere
 
 
@@ -45,6 +50,9 @@ class Concepts:
     names: tuple[str, ...]
     by_language: dict[str, dict[str, tuple[_Entry, ...]]]  # lang -> first stem -> entries
     prefixes: dict[str, dict[str, tuple[_Entry, ...]]]  # lang -> first 3 letters -> entries
+    # One-word entries by the first letter of their stem, for a typo's nearest entry.
+    singles: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    _near: dict[tuple[str, str], str | None] = field(default_factory=dict, compare=False)
 
     def find(self, tokens: Sequence[str], language: str) -> list[tuple[str, int]]:
         """(concept, token index) for every entry found in normalised `tokens`."""
@@ -55,6 +63,7 @@ class Concepts:
                 continue
             stems = [stem(lang, t) for t in tokens]
             for i in range(len(tokens)):
+                before = len(found)
                 for entry in index.get(stems[i], ()):
                     if _matches(entry, tokens, stems, i):
                         found.append((entry.concept, i))
@@ -62,7 +71,30 @@ class Concepts:
                 for entry in (*short, *self.prefixes[lang].get(tokens[i][:PREFIX_KEY], ())):
                     if _matches(entry, tokens, stems, i):
                         found.append((entry.concept, i))
+                if len(found) == before and len(stems[i]) >= TYPO_MIN:
+                    near = self._nearest(lang, stems[i])
+                    found += [
+                        (e.concept, i) for e in index.get(near or "", ()) if len(e.words) == 1
+                    ]
         return list(dict.fromkeys(found))
+
+    def _nearest(self, language: str, word: str) -> str | None:
+        """The one-word entry a typo is one edit from ("remvoe": remove), if any."""
+        key = (language, word)
+        if key not in self._near:
+            if len(self._near) > NEAR_CACHE:
+                self._near.clear()
+            candidates = self.singles.get(language, {}).get(word[0], ())
+            self._near[key] = next(
+                (
+                    c
+                    for c in candidates
+                    if abs(len(c) - len(word)) <= 1
+                    and DamerauLevenshtein.distance(c, word, score_cutoff=1) <= 1
+                ),
+                None,
+            )
+        return self._near[key]
 
 
 def _matches(entry: _Entry, tokens: Sequence[str], stems: Sequence[str], start: int) -> bool:
@@ -121,10 +153,16 @@ def load_concepts(path: Path) -> Concepts:
                     prefixes[lang].setdefault(entry.words[0][:PREFIX_KEY], []).append(entry)
                 else:
                     by_language[lang].setdefault(entry.words[0], []).append(entry)
+    singles: dict[str, dict[str, list[str]]] = {lang: {} for lang in STEMMERS}
+    for lang, idx in by_language.items():
+        for first, entries in idx.items():
+            if len(first) >= TYPO_MIN and any(len(e.words) == 1 for e in entries):
+                singles[lang].setdefault(first[0], []).append(first)
     return Concepts(
         tuple(names),
         {lang: {k: tuple(v) for k, v in idx.items()} for lang, idx in by_language.items()},
         {lang: {k: tuple(v) for k, v in idx.items()} for lang, idx in prefixes.items()},
+        {lang: {k: tuple(sorted(v)) for k, v in idx.items()} for lang, idx in singles.items()},
     )
 
 
