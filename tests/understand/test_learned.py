@@ -3,12 +3,14 @@ from examples kept as data, cached by a fingerprint of its inputs, explained by 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from privbot.understand import Classifier
 from privbot.understand.concepts import Concepts, load_concepts
+from privbot.understand.intents import IntentsError
 from privbot.understand.learned import (
     Example,
     concept_features,
@@ -111,3 +113,68 @@ def test_a_model_is_cached_and_reused_for_the_same_inputs(
     assert reused.model is not None and reused.model.fingerprint == "key-1"
     retrained = classifier.learn(concepts, lambda: examples, "key-2", cache)
     assert retrained.model is not None and retrained.model.fingerprint == "key-2"
+
+
+def test_a_typo_reads_as_the_entry_one_edit_away(concepts: Concepts) -> None:
+    assert "c:act_stop" in _frames(concepts, "pls unsubcribe me", "en")
+    assert "c:act_delete" in _frames(concepts, "please delet my acount", "en")
+    # Short words are left alone: "list" is not "lost", "fist" or "last".
+    assert "c:act_delete" not in _frames(concepts, "I lost it", "en")
+
+
+def test_a_polite_question_is_its_own_mood(concepts: Concepts) -> None:
+    polite = _frames(concepts, "Could you stop sending me the newsletter?", "en")
+    asked = _frames(concepts, "How do I stop the newsletter?", "en")
+    assert "f:pq:act_stop+obj_marketing" in polite
+    assert "f:q:act_stop+obj_marketing" in asked and "f:pq:act_stop+obj_marketing" not in asked
+
+
+SECTION_BANK = [
+    ("What cookies do you set on my browser?", ["Cookies"]),
+    ("Do you use cookies for tracking?", ["Cookies"]),
+    ("Which cookies does the site store?", ["Cookies"]),
+    ("How long do you keep my data after I close the account?", ["none"]),
+    ("How many years do you retain my records?", ["none"]),
+    ("What is the retention period for my data?", ["none"]),
+]
+
+
+def _bank(tmp_path: Path, rows: list[tuple[str, list[str]]]) -> Path:
+    lines = [
+        json.dumps(
+            {
+                "id": f"en-{i:03d}",
+                "lang": "en",
+                "headers": {"From": f"P{i} <p{i}@example.org>", "Subject": "question"},
+                "body": text,
+                "intents": ["question"],
+                "skip": False,
+                "sections": sections,
+            }
+        )
+        for i, (text, sections) in enumerate(rows * 3)
+    ]
+    (tmp_path / "en.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tmp_path
+
+
+def test_the_section_model_picks_sections_or_says_the_policy_is_silent(
+    classifier: Classifier, concepts: Concepts, tmp_path: Path
+) -> None:
+    examples = read_bank(_bank(tmp_path, SECTION_BANK))
+    assert {s for e in examples for s in e.sections} == {"Cookies", "none"}
+    trained = classifier.learn(concepts, lambda: examples, "sections", None)
+    assert trained.sections_model is not None
+    cookies = trained.classify("Tell me which cookies you store, please?")
+    assert "question" in cookies.intents and cookies.sections == ("Cookies",)
+    assert cookies.citations and all(c.heading == "Cookies" for c in cookies.citations)
+    silent = trained.classify("How long will you retain my data?")
+    assert "question" in silent.intents and silent.unanswered_question and not silent.citations
+
+
+def test_a_section_that_is_no_heading_of_the_policy_stops_start_up(
+    classifier: Classifier, concepts: Concepts, tmp_path: Path
+) -> None:
+    examples = read_bank(_bank(tmp_path, [("What cookies?", ["Biscuits"])]))
+    with pytest.raises(IntentsError, match="Biscuits"):
+        classifier.learn(concepts, lambda: examples, "bad-sections", None)

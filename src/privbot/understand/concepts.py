@@ -51,8 +51,10 @@ class Concepts:
     by_language: dict[str, dict[str, tuple[_Entry, ...]]]  # lang -> first stem -> entries
     prefixes: dict[str, dict[str, tuple[_Entry, ...]]]  # lang -> first 3 letters -> entries
     # One-word entries by the first letter of their stem, for a typo's nearest entry.
-    singles: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
-    _near: dict[tuple[str, str], str | None] = field(default_factory=dict, compare=False)
+    singles: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    _near: dict[tuple[str, str], str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def find(self, tokens: Sequence[str], language: str) -> list[tuple[str, int]]:
         """(concept, token index) for every entry found in normalised `tokens`."""

@@ -220,13 +220,11 @@ def _correction_text(
     return " ".join(texts) if texts else None
 
 
-# The learned layer's thresholds. A label is chosen at ACCEPT_P. Below CONFIDENT_P, or with
-# a label left out at DOUBT_P or more, the mail goes to staff with the candidates and nothing
-# is applied. Measured leave-one-language-out on the example bank: 0.85 / 0.3 sends 31% of
-# mails to staff and leaves 6.5% wrong without the flag (0.7 / 0.4: 17% and 12.6%).
+# The learned layer's thresholds. A label is chosen at ACCEPT_P. A reading whose least sure
+# part (a label chosen, or one left out) is below CONFIDENT_P goes to staff with the
+# candidates, and nothing is applied.
 ACCEPT_P = 0.5
 CONFIDENT_P = 0.85
-DOUBT_P = 0.3
 OTHER_BESIDE_P = 0.7  # "other" beside privacy requests: a separate matter for staff
 MACHINE_P = 0.6
 UNGROUNDED_P = 0.9  # a request whose words name no action: read (never acted on) only this sure
@@ -236,7 +234,6 @@ SECTION_P = 0.3
 SECTION_RELATIVE = 0.5
 MAX_SECTIONS = 3
 NO_ANSWER = "none"  # the section label of a question the policy does not answer
-OVERRIDE_P = 0.9  # the learned layer adds a request the phrases did not see only this sure
 
 
 def decide_learned(
