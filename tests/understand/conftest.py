@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from privbot.app import load_understanding
+from privbot.config import Settings
 from privbot.understand import Classifier, Intents, load_intents
 from privbot.understand.policy import Policy, Topics, load_policy, load_topics
 
@@ -30,4 +32,12 @@ def topics() -> Topics:
 
 @pytest.fixture(scope="session")
 def classifier(intents: Intents, policy: Policy, topics: Topics) -> Classifier:
+    """The phrase layer alone (fast, no model): for tests of the phrase lists."""
     return Classifier.build(intents, policy, topics)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Classifier:
+    """The classifier privbot runs: phrase lists and the learned layer trained on the bank
+    (cached beside it, so only a fresh checkout trains)."""
+    return load_understanding(Settings())[2]
