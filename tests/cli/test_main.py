@@ -12,7 +12,8 @@ import pytest
 
 from testing.apps import mail
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "privbot" / "cli" / "demo_mail"
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "src" / "privbot" / "cli" / "demo_mail"
 
 
 def privbot(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -136,3 +137,37 @@ def test_eval_prints_figures(corpora: Path) -> None:
     out = result.stdout.lower()
     assert "macro-f1" in out and "prec" in out and "confusion" in out
     assert "gdpr request letters" in out and "privacyqa" in out
+
+
+def test_train_retrains_and_reports_a_cross_validation(tmp_path: Path) -> None:
+    # A copy of the intent files with a small bank of its own: train reads it afresh.
+    intents = tmp_path / "intents"
+    (intents / "examples").mkdir(parents=True)
+    for source in (REPO / "intents").glob("*.toml"):
+        (intents / source.name).write_bytes(source.read_bytes())
+    rows = [
+        ("Please delete my account and all my data.", ["deletion"], []),
+        ("Stop sending me the newsletter.", ["opt_out"], []),
+        ("Which cookies do you set?", ["question"], ["Cookies"]),
+        ("Send me a copy of my personal data.", ["data_access"], []),
+    ]
+    lines = [
+        json.dumps(
+            {"id": f"en-{i:03d}", "lang": "en", "headers": {"From": f"P <p{i}@example.org>"},
+             "body": body, "intents": labels, "skip": False, "sections": sections}
+        )
+        for i, (body, labels, sections) in enumerate(rows * 4)
+    ]  # fmt: skip
+    (intents / "examples" / "en.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    stale = intents / "examples" / ".model-stale.pickle"
+    stale.write_bytes(b"not a model")
+    result = privbot(
+        "train", "--folds", "2",
+        env={"PRIVBOT_INTENTS_DIR": str(intents), "PRIVBOT_DATABASE_URL": "sqlite://"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "trained on 16 examples" in result.stdout and "question 4" in result.stdout
+    assert "2-fold cross-validation on the bank" in result.stdout
+    assert not stale.exists()  # train starts afresh
+    (model,) = (intents / "examples").glob(".model-*.pickle")
+    assert model.stat().st_size > 0
