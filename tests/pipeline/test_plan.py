@@ -109,7 +109,8 @@ def test_german_opt_out(db_url: str) -> None:
 def test_opt_out_for_another_address_becomes_a_ticket(db_url: str) -> None:
     app = make_app(db_url)
     body = "Please unsubscribe jane.doe@example.net from your newsletter."
-    out = pipeline.receive(app, mail(sender="mallory@example.org", body=body), source="file")
+    raw = mail(sender="mallory@example.org", subject="Newsletter", body=body)
+    out = pipeline.receive(app, raw, source="file")
     assert _suppressions(app, "jane.doe@example.net") == []
     assert _suppressions(app, "mallory@example.org") == []
     ticket = _ticket(app, out.ticket)

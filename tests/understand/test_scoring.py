@@ -39,6 +39,11 @@ def test_confidence_is_the_least_sure_part_of_the_reading(classifier: Classifier
     # A label left out at 0.2 makes the reading only 0.8 sure: staff look, nothing applied.
     doubt = _decide(classifier, "Delete my account.", deletion=0.99, opt_out=0.2)
     assert doubt.intents == ("deletion",) and doubt.confidence == 0.8 and doubt.low_confidence
+    # "Other" left out weighs only from OTHER_DOUBT_P (a separate matter may be there).
+    calm = _decide(classifier, "Delete my account.", deletion=0.99, other=0.15)
+    assert calm.confidence == 0.99 and not calm.low_confidence
+    other = _decide(classifier, "Delete my account. And my refund?", deletion=0.99, other=0.4)
+    assert other.intents == ("deletion",) and other.low_confidence
 
 
 def test_a_request_the_words_do_not_name_is_only_a_candidate(classifier: Classifier) -> None:

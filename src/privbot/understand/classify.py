@@ -45,6 +45,7 @@ from privbot.understand.scoring import (
     EXAMPLE_SIMILARITY,
     EXAMPLE_WORDS,
     NO_ANSWER,
+    OTHER_DOUBT_P,
     SAME_SENTENCE_EXTRA,
     SPAM_OVERRIDE,
     WEIGHTS,
@@ -156,7 +157,7 @@ class Classifier:
         grounded = any(k.startswith(GROUNDS) for k in features) or any(
             f"pick:{name}" in features for name in self.intents.requests
         )
-        return decide_learned(
+        learned = decide_learned(
             self.intents,
             self.policy_index,
             phrases,
@@ -167,6 +168,22 @@ class Classifier:
             grounded,
             any(k.startswith(("c:machine_", "subj:c:machine_")) for k in features),
         )
+        if (
+            learned.low_confidence
+            and grounded
+            and phrases_stand(phrases)
+            and not phrases.spam
+            and set(phrases.intents) == set(learned.intents)
+            and all(probabilities.get(n, 0.0) >= ACCEPT_P for n in learned.intents)
+            and not learned.unanswered_question
+            and (
+                "other" in learned.intents or probabilities.get("other", 0.0) < OTHER_DOUBT_P
+            )
+        ):
+            # Both layers read the same request, the phrase lists surely ("unsubscribe
+            # ann@example.org"): two readings that agree are surer than the model alone.
+            return replace(learned, low_confidence=False)
+        return learned
 
     def learn(
         self,

@@ -226,6 +226,7 @@ def _correction_text(
 ACCEPT_P = 0.5
 CONFIDENT_P = 0.85
 OTHER_BESIDE_P = 0.7  # "other" beside privacy requests: a separate matter for staff
+OTHER_DOUBT_P = 0.3  # "other" left out at this or more: staff look (it may be a refund)
 MACHINE_P = 0.6
 UNGROUNDED_P = 0.9  # a request whose words name no action: read (never acted on) only this sure
 MACHINE_SURE_P = 0.95  # machine without any of the lexicon's machine words
@@ -270,6 +271,10 @@ def decide_learned(
         chosen = [
             n for n in chosen if n not in intents_data.requests or p.get(n, 0.0) >= UNGROUNDED_P
         ]
+    if not chosen and grounded and phrases_stand(phrases):
+        # The model is unsure of everything, the phrase lists are sure: theirs is the
+        # reading (low confidence all the same: staff confirm it).
+        chosen = list(phrases.intents)
     if not chosen:
         # Nothing clear was asked: no request is invented. The likelier of a question
         # and another matter is the reading (low confidence: staff see the candidates).
@@ -279,7 +284,14 @@ def decide_learned(
     # How sure the whole reading is: its least sure part, each label chosen or left out.
     # Measured on a blind batch, this is calibrated (0.8-0.9: 87% right, 0.9-0.95: 92%),
     # where the chosen labels' probabilities alone were not (0.8-0.9: 69%).
-    confidence = min(p.get(n, 0.0) if n in chosen else 1.0 - p.get(n, 0.0) for n in names)
+    # "Other" left out has its own, lower bar (OTHER_DOUBT_P, below): at 0.15 it says little
+    # about the request, and a clear opt-out must not wait for staff over it.
+    confidence = min(
+        p.get(n, 0.0) if n in chosen else 1.0 - p.get(n, 0.0)
+        for n in names
+        if n in chosen or n != "other"
+    )
+    other_doubt = "other" not in chosen and p.get("other", 0.0) >= OTHER_DOUBT_P
     question_sentences = [
         i for i, s in enumerate(sentences) if s.text.rstrip().endswith("?")
     ] or list(range(len(sentences)))
@@ -313,6 +325,7 @@ def decide_learned(
         spam=phrases.spam and not requests,
         low_confidence=(
             confidence < CONFIDENT_P
+            or other_doubt  # a separate matter may be there: staff look
             or (unanswered and "question" in chosen)
             or (bool(requests) and not grounded)  # a request the words did not name
             or (bool(requests) and phrases.spam)
