@@ -1,4 +1,5 @@
-"""Real servers for tests, benchmarks and demos: Dovecot, an SMTP capture relay, PostgreSQL, pymap.
+"""Real servers for tests, benchmarks and demos: Dovecot, an SMTP capture relay, PostgreSQL,
+pymap, an authoritative DNS server.
 
 Plain classes with no pytest inside, so the benchmark suite and the demo can reuse them.
 The pytest fixtures built on them live in ``tests/conftest.py``.
@@ -31,6 +32,8 @@ import imapclient
 import psycopg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from dnslib import AAAA, QTYPE, RCODE, RR, TXT, A, DNSRecord
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from psycopg import conninfo, sql
 from sqlalchemy.engine import URL
 
@@ -734,6 +737,123 @@ class CaptureRelay(_Service):
         with self._lock:
             fault = self._rcpt_faults.get(address.lower())
         return None if fault is None else f"{fault[0]} {fault[1]}"
+
+
+# --------------------------------------------------------------------------------------
+# DNS: the test domains' SPF, DKIM and DMARC records
+# --------------------------------------------------------------------------------------
+
+
+class _Zone(BaseResolver):
+    """dnslib resolver over a dict: (name, type) -> values. Answers are authoritative."""
+
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+
+    def resolve(self, request: DNSRecord, handler: Any) -> DNSRecord:
+        reply = request.reply()
+        name = str(request.q.qname).rstrip(".").lower()
+        qtype = QTYPE[request.q.qtype]
+        with self.server._lock:
+            self.server.queries.append((name, qtype))
+            values = list(self.server._records.get((name, qtype), ()))
+            known = any(n == name for n, _ in self.server._records)
+        if not known:
+            reply.header.rcode = RCODE.NXDOMAIN
+        for value in values:
+            rdata: Any
+            if qtype == "TXT":
+                data = value.encode()
+                # A TXT string holds at most 255 bytes; longer records are several strings.
+                rdata = TXT([data[i : i + 255] for i in range(0, len(data), 255)] or [b""])
+            elif qtype == "A":
+                rdata = A(value)
+            elif qtype == "AAAA":
+                rdata = AAAA(value)
+            else:
+                continue
+            reply.add_answer(RR(request.q.qname, QTYPE.reverse[qtype], rdata=rdata, ttl=60))
+        return reply
+
+
+class _QuietDnsLog(DNSLogger):
+    def __init__(self) -> None:
+        super().__init__(log="-request,-reply,-truncated,-error", prefix=False)
+
+
+class DnsServer(_Service):
+    """An authoritative DNS server (dnslib, UDP) on a free loopback port, answering from the
+    records a test adds: ``txt(name, text)``, ``a(name, ip)``. A name it does not know is
+    NXDOMAIN; a known name without the asked type, an empty answer. ``queries`` lists every
+    (name, type) asked. ``setting`` is the value for PRIVBOT_DNS_SERVERS.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[tuple[str, str], list[str]] = {}
+        self.queries: list[tuple[str, str]] = []
+        self._server: DNSServer | None = None
+        self._port = 0
+
+    def txt(self, name: str, text: str) -> None:
+        self._add(name, "TXT", text)
+
+    def a(self, name: str, ip: str) -> None:
+        self._add(name, "A", ip)
+
+    def _add(self, name: str, qtype: str, value: str) -> None:
+        with self._lock:
+            self._records.setdefault((name.rstrip(".").lower(), qtype), []).append(value)
+
+    def clear(self, name: str) -> None:
+        """Forget every record of `name`."""
+        with self._lock:
+            for key in [k for k in self._records if k[0] == name.lower()]:
+                del self._records[key]
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def setting(self) -> str:
+        return f"{LOCALHOST}:{self._port}"
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        server = DNSServer(_Zone(self), address=LOCALHOST, port=self._port, logger=_QuietDnsLog())
+        self._port = int(server.server.server_address[1])
+        server.start_thread()
+        self._server = server
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+            server.server.server_close()
+
+
+class SilentDns(_Service):
+    """A loopback UDP port that takes DNS queries and never answers: a DNS server that is
+    down or cut off, as a resolver sees it (every lookup times out)."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = None
+
+    @property
+    def setting(self) -> str:
+        assert self._sock is not None
+        return f"{LOCALHOST}:{self._sock.getsockname()[1]}"
+
+    def start(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.bind((LOCALHOST, 0))
+
+    def stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 # --------------------------------------------------------------------------------------

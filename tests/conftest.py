@@ -22,7 +22,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from testing.servers import CaptureRelay, Dovecot, PostgresDatabase, PymapServer  # noqa: E402
+from testing.apps import DkimKey, dkim_key  # noqa: E402
+from testing.servers import (  # noqa: E402
+    CaptureRelay,
+    DnsServer,
+    Dovecot,
+    PostgresDatabase,
+    PymapServer,
+    SilentDns,
+)
 
 CORPORA_DIR = REPO_ROOT.parent / "shared" / "corpora"
 # Dovecot's mail user must traverse every parent of its directory; pytest's tmp dirs are 0700.
@@ -74,6 +82,26 @@ def relay() -> Iterator[CaptureRelay]:
     """A running CaptureRelay (SMTP on a free loopback port) recording every message."""
     with CaptureRelay() as server:
         yield server
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsServer]:
+    """A running authoritative DNS server on loopback; add records with .txt() and .a()."""
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def silent_dns() -> Iterator[SilentDns]:
+    """A loopback DNS port that never answers: every lookup times out."""
+    with SilentDns() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dkim_test_key() -> DkimKey:
+    """An RSA key (2048 bits) for signing test mail, made once per run."""
+    return dkim_key()
 
 
 @pytest.fixture

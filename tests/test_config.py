@@ -43,6 +43,21 @@ def test_urls_are_parsed() -> None:
     assert s.domain == "junocloud.me"
 
 
+def test_dns_servers_and_the_receivers_authserv_id() -> None:
+    s = load_settings({"PRIVBOT_DNS_SERVERS": "127.0.0.1:5353, [::1]:53, 10.0.0.53"})
+    assert s.dns_servers == (("127.0.0.1", 5353), ("::1", 53), ("10.0.0.53", 53))
+    assert Settings().dns_servers == () and Settings().dns_timeout == 2.0  # the system's
+    # Unset, the SMTP receiver names itself after the domain it greets with; set, it is that.
+    assert Settings().receiver_authserv_id == "junocloud.me"
+    configured = load_settings({"PRIVBOT_TRUSTED_AUTHSERV_ID": "MX.JunoCloud.me"})
+    assert configured.receiver_authserv_id == "mx.junocloud.me"
+    for name, value in [("PRIVBOT_DNS_SERVERS", "dns.example"),
+                        ("PRIVBOT_DNS_SERVERS", "127.0.0.1:0"),
+                        ("PRIVBOT_TRUSTED_AUTHSERV_ID", "mx.example; dmarc=pass")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})
+
+
 def test_toml_file_is_overridden_by_environment(tmp_path: Path) -> None:
     config = tmp_path / "privbot.toml"
     config.write_text('database_url = "sqlite:///from-file.db"\nreply_cap = 5\n')

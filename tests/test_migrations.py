@@ -4,16 +4,16 @@ current code reads them, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
 
-from privbot import pipeline
+from privbot import pipeline, retention
 from privbot.db import MIGRATIONS, make_engine
-from privbot.models import Message, Outgoing
+from privbot.models import LegalHold, Message, Outgoing, Ticket
 from privbot.staff import auth
 from testing.apps import mail, make_app
 
@@ -110,4 +110,36 @@ def test_tokens_made_before_scopes_keep_reading_suppressions(db_url: str) -> Non
         auth.revoke_token(s, "marketing")
     with app.sessions() as s:
         assert auth.check_token(s, "pbt_old") is None
+    app.close()
+
+
+def test_deletions_done_before_the_upgrade_are_erased_after_their_hold(db_url: str) -> None:
+    _upgrade_to(db_url, "0007")
+    closed = sa.table("tickets", sa.column("id"), sa.column("closed_at"))
+    done_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=40)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        ticket = conn.execute(TICKETS.insert().returning(TICKETS.c.id), [{
+            "type": "deletion", "status": "done", "requester": "old@example.org",
+            "subject": "Delete SECRET-OLD", "intents": ["deletion"],
+            "created_at": NOW, "updated_at": NOW,
+        }]).scalar_one()  # fmt: skip
+        conn.execute(closed.update().where(closed.c.id == ticket).values(closed_at=done_at))
+        conn.execute(MESSAGES.insert(), [{
+            "idem_key": "k-old", "message_id": "old@example.org", "source": "file", "size": 1,
+            "status": "handled", "attempts": 0, "ticket_id": ticket, "sender": "old@example.org",
+            "raw": b"From: old@example.org\n\nDelete SECRET-OLD", "received_at": NOW,
+        }])  # fmt: skip
+    engine.dispose()
+
+    app = make_app(db_url)  # 0008: tickets.erased_at and legal_holds
+    with app.sessions() as s:
+        assert s.get(Ticket, ticket).erased_at is None  # type: ignore[union-attr]
+        assert s.scalar(select(LegalHold)) is None
+    assert retention.run(app).people_erased == 1
+    with app.sessions() as s:
+        row = s.get(Ticket, ticket)
+        raw = s.scalar(select(Message.raw).where(Message.ticket_id == ticket))
+    assert row is not None and row.erased_at is not None and row.requester != "old@example.org"
+    assert raw is not None and b"SECRET-OLD" not in raw
     app.close()

@@ -45,7 +45,8 @@ def app(db_url: str) -> Iterator[App]:
 
 
 def _ticket(app: App, sender: str, secret: str, *, closed_days_ago: float | None) -> int:
-    """A deletion request's ticket with its reply sent; closed so long ago, or open."""
+    """A deletion request's ticket with its reply sent; closed (rejected) so long ago, or
+    open. Rejected: a done one's person is erased after its hold instead (test_erasure.py)."""
     body = DELETE.format(secret=secret)
     outcome = pipeline.receive(app, mail(sender=sender, subject=secret, body=body), source="file")
     assert outcome.ticket is not None and outcome.reply is not None, outcome
@@ -56,7 +57,7 @@ def _ticket(app: App, sender: str, secret: str, *, closed_days_ago: float | None
             update(Ticket)
             .where(Ticket.id == outcome.ticket)
             .values(
-                status="done" if closed else "open",
+                status="rejected" if closed else "open",
                 closed_at=closed,
                 created_at=now - timedelta(days=500),
             )

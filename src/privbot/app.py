@@ -6,6 +6,7 @@ an `App` handed in (tests build their own).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -129,7 +130,20 @@ def load_understanding(
     return replies, policy, classifier
 
 
+# Libraries that write message content at DEBUG: aiosmtpd (the SMTP receiver) every line of
+# DATA, imapclient every IMAP response, fetched mail included. Debug logging must never
+# write mail, so these stay at INFO at most, whatever the root level.
+CONTENT_LOGGERS = ("mail.log", "imapclient")
+
+
+def quiet_content_loggers() -> None:
+    for name in CONTENT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.INFO))
+
+
 def build_app(settings: Settings, *, migrate: bool = True) -> App:
+    quiet_content_loggers()  # every process that handles mail builds an App first
     engine = db.make_engine(settings.database_url)
     if migrate:
         db.upgrade(engine)

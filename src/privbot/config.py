@@ -6,6 +6,7 @@ one clear line instead of a traceback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 PREFIX = "PRIVBOT_"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ConfigError(ValueError):
@@ -81,7 +83,13 @@ class Settings:
     # Signs session cookies and confirmation links; required for the web app in production.
     secret_key: str | None = None
     # The authserv-id of OUR receiving server: only its Authentication-Results are believed.
+    # Unset, the SMTP receiver uses `receiver_authserv_id` for the mail it receives, and
+    # nothing else (IMAP, ingest) counts as verified.
     trusted_authserv_id: str | None = None
+    # DNS servers the SMTP receiver asks for SPF, DKIM and DMARC: (IP, port) pairs; empty:
+    # the system's resolver. One lookup may take this many seconds (a failure is temperror).
+    dns_servers: tuple[tuple[str, int], ...] = ()
+    dns_timeout: float = 2.0
     # True: act automatically only for senders our trusted server verified (DMARC/DKIM/SPF
     # pass). False (default): act unless verification FAILED.
     require_verified_sender: bool = False
@@ -93,8 +101,15 @@ class Settings:
     # How long a claimed reply is reserved for its sender. Longer than any SMTP send can take
     # (the client times out at 30 s); after it, another worker may send the reply again.
     send_lease_seconds: float = 90.0
+    # A reply the relay has still not taken this long after it was queued is given up at its
+    # next temporary failure: `failed`, with the last error, for staff (RFC 5321 4.5.4.1
+    # wants days; a relay outage over a weekend must not cost the replies).
+    send_give_up_hours: float = 72.0
     # The web app's public base URL: links mailed from the chat; Secure cookies when https.
     public_url: str | None = None
+    # Reverse proxies in front of the web app (networks): only from these is X-Forwarded-For
+    # believed, and then only its right-most address that is not one of them.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     # Chat messages allowed per client: (count, per seconds).
     chat_rate: tuple[int, float] = (20, 60.0)
     # Confirmation links the chat may mail, counted in the database (shared by every process),
@@ -115,6 +130,9 @@ class Settings:
     retain_closed_days: int = 365
     retain_chat_days: int = 7
     retain_signin_days: int = 30
+    # Days a done deletion request's person keeps their data here (disputes, proof), after
+    # which the retention run erases it (privbot/erasure.py), unless staff put it on hold.
+    deletion_hold_days: int = 30
 
     @property
     def our_addresses(self) -> frozenset[str]:
@@ -123,6 +141,12 @@ class Settings:
     @property
     def domain(self) -> str:
         return self.address.rpartition("@")[2].lower()
+
+    @property
+    def receiver_authserv_id(self) -> str:
+        """The authserv-id the SMTP receiver writes: the trusted one when set, else the
+        name it greets clients with (the support address's domain)."""
+        return (self.trusted_authserv_id or self.domain).lower()
 
 
 def load_settings(
@@ -205,12 +229,16 @@ def _build(raw: Mapping[str, str]) -> Settings:
         idle_seconds=_float("IDLE_SECONDS", get, defaults.idle_seconds),
         web=_listen(get["WEB"], "PRIVBOT_WEB") if get.get("WEB") else defaults.web,
         secret_key=get.get("SECRET_KEY") or None,
-        trusted_authserv_id=get.get("TRUSTED_AUTHSERV_ID") or None,
+        trusted_authserv_id=_authserv_id(get.get("TRUSTED_AUTHSERV_ID", "")),
+        dns_servers=_dns_servers(get.get("DNS_SERVERS", "")),
+        dns_timeout=_float("DNS_TIMEOUT", get, defaults.dns_timeout),
         require_verified_sender=_bool("REQUIRE_VERIFIED_SENDER", get),
         crash_points=_crash_points(get.get("CRASH_POINTS", "")),
         retry_seconds=_float("RETRY_SECONDS", get, defaults.retry_seconds),
         send_lease_seconds=_float("SEND_LEASE_SECONDS", get, defaults.send_lease_seconds),
+        send_give_up_hours=_float("SEND_GIVE_UP_HOURS", get, defaults.send_give_up_hours),
         public_url=_public_url(get.get("PUBLIC_URL", "")),
+        trusted_proxies=_networks("TRUSTED_PROXIES", get.get("TRUSTED_PROXIES", "")),
         chat_rate=_rate("CHAT_RATE", get, defaults.chat_rate),
         chat_links_per_hour=_int(
             "CHAT_LINKS_PER_HOUR", get, defaults.chat_links_per_hour, minimum=0
@@ -227,6 +255,7 @@ def _build(raw: Mapping[str, str]) -> Settings:
         retain_closed_days=_int("RETAIN_CLOSED_DAYS", get, defaults.retain_closed_days, minimum=1),
         retain_chat_days=_int("RETAIN_CHAT_DAYS", get, defaults.retain_chat_days, minimum=2),
         retain_signin_days=_int("RETAIN_SIGNIN_DAYS", get, defaults.retain_signin_days, minimum=1),
+        deletion_hold_days=_int("DELETION_HOLD_DAYS", get, defaults.deletion_hold_days, minimum=1),
     )
 
 
@@ -236,6 +265,35 @@ def _address(name: str, value: str) -> str:
     if not (local and at and "." in domain) or any(c.isspace() for c in value):
         raise ConfigError(f"{name}: not an e-mail address: {value!r}")
     return value
+
+
+def _authserv_id(value: str) -> str | None:
+    # RFC 8601: a single token (a host name, usually), compared without regard to case.
+    if not value:
+        return None
+    if any(c.isspace() or c in ';()"' for c in value):
+        raise ConfigError(f"PRIVBOT_TRUSTED_AUTHSERV_ID: one name, e.g. mx.example.org: {value!r}")
+    return value.lower()
+
+
+def _dns_servers(value: str) -> tuple[tuple[str, int], ...]:
+    """`IP[:PORT],...` ([IPv6]:PORT with brackets); port 53 when left out."""
+    servers = []
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        host, port = item, "53"
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = rest.removeprefix(":") or "53"
+        elif item.count(":") == 1:
+            host, _, port = item.partition(":")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"PRIVBOT_DNS_SERVERS: not an IP address: {item!r}") from None
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"PRIVBOT_DNS_SERVERS: bad port in {item!r}")
+        servers.append((str(ip), int(port)))
+    return tuple(servers)
 
 
 def _database_url(value: str) -> str:
@@ -356,6 +414,17 @@ def _redact(url: str) -> str:
     if parts.password is None:
         return url
     return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _networks(key: str, value: str) -> tuple[IPNetwork, ...]:
+    """`IP` or `IP/PREFIX`, comma-separated; host bits set are an error, not widened."""
+    networks = []
+    for item in filter(None, (v.strip() for v in value.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{key}: not an IP address or network: {item!r}") from None
+    return tuple(networks)
 
 
 def _public_url(value: str) -> str | None:

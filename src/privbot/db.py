@@ -20,16 +20,22 @@ _MIGRATION_LOCK = 7_311_042
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for SQLite (WAL, write transactions taken up front) or PostgreSQL."""
+    """An engine for SQLite (WAL, write transactions taken up front) or PostgreSQL.
+
+    Parameters are hidden: a database error's text would otherwise carry the values of its
+    statement (a chat message, a subject, a quoted change) into every log that reports it.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _create_private(parsed.database or "")
         factory = _locked_connection_class()
-        engine = create_engine(url, connect_args={"timeout": 30, "factory": factory})
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "factory": factory}, hide_parameters=True
+        )
         event.listen(engine, "connect", _sqlite_on_connect)
         _serialise_writers(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, hide_parameters=True)
 
 
 def _create_private(name: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -141,6 +142,9 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when the retention policy replaced the subject; the facts (type, dates) stay.
     redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the requester's data was erased after a done deletion request (erasure.py):
+    # names, addresses and words gone, the facts (type, status, intents, dates) kept.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Event(Base):
@@ -296,6 +300,31 @@ class ChatRequest(Base):
     link_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+
+
+class LegalHold(Base):
+    """Staff's order that nothing of one person's be erased or redacted while it is on (a
+    dispute, a court case, an authority's inquiry). Placed on a ticket (its requester) or
+    on a person (an address); released, never deleted: placing and release are audit facts.
+    """
+
+    __tablename__ = "legal_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # A person's hold: their address as the outbox counts it (case, +tags, Gmail's dots off).
+    address: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(320))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(320))
+
+    __table_args__ = (
+        CheckConstraint(
+            "(ticket_id IS NULL) <> (address IS NULL)", name="ck_legal_holds_one_target"
+        ),
+    )
 
 
 # The queue reads open tickets in due order; a partial index keeps that fast at 100,000 rows.

@@ -7,6 +7,10 @@ ago), deletes chat requests never confirmed and the client IPs of confirmed ones
 when and what was done (tickets' type, status and dates, the audit trail, message sizes and
 ids) stays. Each run records one `retention_run` event with counts, never content.
 
+A run first erases the people whose deletion request was done longer ago than
+`deletion_hold_days` (`erasure.py`), and leaves alone everything of a person under a legal
+hold: neither erased nor redacted while it is on.
+
 Redacted mail keeps a small placeholder message, so the ticket page still shows the thread.
 Rows are done in small transactions (SQLite has one writer; mail keeps flowing meanwhile),
 and a run is idempotent: `redacted_at` marks what is done.
@@ -27,8 +31,10 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
+from privbot import erasure
 from privbot.app import App
 from privbot.audit import record
+from privbot.erasure import excluding
 from privbot.models import (
     ChatRequest,
     ChatStatus,
@@ -55,6 +61,9 @@ class RetentionReport:
     chat_requests_deleted: int = 0
     chat_clients_cleared: int = 0
     signin_failures_deleted: int = 0
+    people_erased: int = 0
+    erasures_on_hold: int = 0
+    erasures_waiting: int = 0
 
     def describe(self) -> str:
         return ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in asdict(self).items())
@@ -71,6 +80,9 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
     closed_before = now - timedelta(days=s.retain_closed_days)
     chat_before = now - timedelta(days=s.retain_chat_days)
     note = placeholder(s.retain_closed_days)
+    erased = erasure.erase_due(app, now)
+    with app.sessions() as session:
+        held = erasure.held_scope(session)
 
     old_ticket = select(Ticket.id).where(
         Ticket.closed_at.is_not(None), Ticket.closed_at < closed_before
@@ -79,14 +91,17 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
     messages = _redact_rows(
         app,
         Message,
-        or_(
-            Message.ticket_id.in_(old_ticket),
-            # Mail that never became a ticket (screened machines, answered questions).
-            and_(
-                Message.ticket_id.is_(None),
-                Message.status.in_(done),
-                Message.received_at < closed_before,
+        and_(
+            or_(
+                Message.ticket_id.in_(old_ticket),
+                # Mail that never became a ticket (screened machines, answered questions).
+                and_(
+                    Message.ticket_id.is_(None),
+                    Message.status.in_(done),
+                    Message.received_at < closed_before,
+                ),
             ),
+            *excluding(Message.id, held.messages),
         ),
         lambda m: (_message_placeholder(m, note), note),
         now,
@@ -102,6 +117,7 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
                 # Chat confirmation links carry no ticket; they matter only for a day.
                 and_(Outgoing.kind == "confirm", Outgoing.created_at < chat_before),
             ),
+            *excluding(Outgoing.id, held.replies),
         ),
         lambda o: _reply_placeholder(
             o, placeholder(s.retain_chat_days) if o.kind == "confirm" else note
@@ -116,6 +132,7 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
                 Ticket.closed_at.is_not(None),
                 Ticket.closed_at < closed_before,
                 Ticket.redacted_at.is_(None),
+                *excluding(Ticket.id, held.tickets),
             )
             .values(subject=note, redacted_at=now),
         )
@@ -127,10 +144,14 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
                     select(Message.id).where(Message.redacted_at.is_not(None))
                 ),
                 ChatRequest.text != note,
+                # An erased person's request already says so (erasure.py).
+                ChatRequest.text.not_like(f"{erasure.NOTE_START}%"),
             )
             .values(text=note)
         )
-        old_chat = ChatRequest.created_at < chat_before
+        old_chat = and_(
+            ChatRequest.created_at < chat_before, *excluding(ChatRequest.id, held.chats)
+        )
         chat_deleted = _count(
             session,
             delete(ChatRequest).where(old_chat, ChatRequest.status != ChatStatus.CONFIRMED),
@@ -154,6 +175,7 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
             chat_requests_deleted=chat_deleted,
             chat_clients_cleared=chat_cleared,
             signin_failures_deleted=signins,
+            **asdict(erased),
         )
         record(
             session,
@@ -162,6 +184,7 @@ def run(app: App, now: datetime | None = None) -> RetentionReport:
             retain_closed_days=s.retain_closed_days,
             retain_chat_days=s.retain_chat_days,
             retain_signin_days=s.retain_signin_days,
+            deletion_hold_days=s.deletion_hold_days,
         )
     return report
 

@@ -28,6 +28,8 @@ DEFAULT_STATUSES = (
     TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.DONE, TicketStatus.REJECTED
 )  # fmt: skip
 CLOSED = frozenset({TicketStatus.DONE, TicketStatus.REJECTED})
+# Requests about a person's own data: whoever acts on one must first know it is them.
+IDENTITY_TYPES = frozenset({"access", "deletion", "correction"})
 
 
 def ref(ticket_id: int) -> str:

@@ -187,6 +187,10 @@ def test_tickets_show_assign_status_reply_note_from_the_terminal(
     assert shown.returncode == 0, shown.stderr
     assert ref in shown.stdout and "type deletion" in shown.stdout
     assert "Please delete my account" in shown.stdout and "audit trail:" in shown.stdout
+    # Nothing verified the sender (no trusted server): staff are told, with what was seen.
+    assert "SENDER NOT VERIFIED: nothing proves it" in shown.stdout
+    assert "verdict: none: no trusted receiving server configured" in shown.stdout
+    assert "IDENTITY UNPROVEN: check that the requester is ida@example.org" in shown.stdout
     as_json = json.loads(privbot("tickets", "show", str(out.ticket), "--json", env=env).stdout)
     assert as_json["requester"] == "ida@example.org" and as_json["why"][0]["intents"]
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from privbot import optouts
+from privbot import optouts, pipeline
 from privbot.app import App
 from privbot.channels import chat
 from privbot.config import load_settings
@@ -239,6 +239,52 @@ def test_a_data_request_in_the_chat_opens_a_ticket_for_the_address_owner_only(
                 "awaiting_identity",
             )
         assert f"JC-{ticket.id}" in page
+
+
+def test_a_request_confirmed_through_the_mailed_link_counts_as_verified(
+    db_url: str, relay: CaptureRelay
+) -> None:
+    """Following the link proves the address is the requester's: the ticket says verified,
+    even where only verified senders are acted for."""
+    app = make_app(db_url, secret_key="chat-secret", chat_rate="1000/60",
+                   require_verified_sender="1")  # fmt: skip
+    try:
+        with TestClient(create_app(app)) as client:
+            client.post("/api/v1/chat", json={
+                "message": "Please send me a copy of all personal data you hold about "
+                           "uma@example.org"})  # fmt: skip
+            deliver(app, relay)
+            path = LINK.search(relay.messages[0].get_content()).group(1)  # type: ignore[union-attr]
+            client.post(path)
+        with app.sessions() as db:
+            ticket = db.scalar(select(Ticket))
+            assert ticket is not None and ticket.sender_verified is True
+            message = db.scalar(select(Message))
+            assert message is not None
+            confirmed = "pass: confirmed through the link mailed to uma@example.org"
+            assert message.auth_result == confirmed
+            [why] = db.scalars(select(Event.detail).where(Event.kind == "classified")).all()
+            assert not any("not verified" in h for h in why["held_back"])
+    finally:
+        app.close()
+
+
+def test_a_mailed_copy_of_a_chat_request_is_not_verified(db_url: str) -> None:
+    """What makes a chat request verified is how it was stored, never what the mail says."""
+    app = make_app(db_url)
+    try:
+        raw = (
+            b"From: uma@example.org\r\nTo: support@junocloud.me\r\n"
+            b"Subject: Request made in the privacy chat\r\nX-Privbot-Chat-Request: 1\r\n"
+            b"Message-ID: <chat.forged@junocloud.me>\r\n\r\n"
+            b"Please send me a copy of all personal data you hold about me.\r\n"
+        )
+        out = pipeline.receive(app, raw, source="smtp")
+        with app.sessions() as db:
+            ticket = db.get(Ticket, out.ticket)
+            assert ticket is not None and ticket.sender_verified is None
+    finally:
+        app.close()
 
 
 def test_confirmation_links_per_address_are_limited(chat_app: App) -> None:

@@ -152,6 +152,26 @@ def test_ticket_page_shows_thread_why_audit_and_unverified_sender(
     assert staff.get("/tickets/abc").status_code == 400
 
 
+def test_a_request_nothing_verified_says_so_with_the_envelope_sender_and_verdict(
+    any_app: App, staff: TestClient
+) -> None:
+    """No trusted verdict: "sender not verified", the envelope sender and the verdict, and
+    for a request about the person's data, plainly, that their identity is unproven."""
+    raw = mail(sender="Ola <ola@example.org>", subject="My data",
+               body="Please send me a copy of all personal data you hold about me.")  # fmt: skip
+    out = pipeline.receive(any_app, raw, source="smtp", envelope_from="bounce@mailer.example")
+    assert out.ticket is not None
+    page = staff.get(f"/tickets/{out.ticket}").text
+    assert "Sender not verified." in page and "Nothing proves that this mail comes from" in page
+    assert "&lt;bounce@mailer.example&gt;" in page  # the envelope sender
+    assert "none: no Authentication-Results" in page  # the verdict
+    assert "Identity unproven." in page
+    with any_app.sessions.begin() as session:  # once proven, nothing of it is shown
+        session.get(Ticket, out.ticket).sender_verified = True  # type: ignore[union-attr]
+    page = staff.get(f"/tickets/{out.ticket}").text
+    assert "Sender not verified" not in page and "Identity unproven" not in page
+
+
 def _deliver(app: App, relay: CaptureRelay) -> None:
     settings = app.settings
     from privbot.config import load_settings

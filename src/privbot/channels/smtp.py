@@ -1,6 +1,8 @@
 """The SMTP receiver: mail delivered straight to privbot (aiosmtpd).
 
-250 means stored: the reply to DATA is sent only after the message is committed. A
+250 means stored: the reply to DATA is sent only after the message is committed, with the
+receiver's own Authentication-Results on top (SPF, DKIM, DMARC: `mail/verify.py`; copies
+that claim its authserv-id are removed). A
 database that cannot take it gets 451 (the sender's MTA keeps the mail and retries), an
 address that is not ours 550 at RCPT, a message over the size limit 552.
 
@@ -26,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from privbot.app import App
+from privbot.mail.verify import Arrival, Lookups, load_suffixes, make_resolver, stamp
 from privbot.pipeline.store import store_message
 
 log = logging.getLogger(__name__)
@@ -213,6 +216,20 @@ class Receiver:
     def __init__(self, app: App, errors: RateLimitedLog | None = None) -> None:
         self.app = app
         self.errors = errors or RateLimitedLog(log)
+        self.suffixes = load_suffixes()  # DMARC's organizational domains, read once
+
+    def verified(self, raw: bytes, session: Session, mail_from: str) -> bytes:
+        """The message with our Authentication-Results on top (run in a worker thread)."""
+        settings = self.app.settings
+        peer = session.peer
+        arrival = Arrival(
+            client_ip=str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or ""),
+            helo=str(session.host_name or ""),
+            mail_from=mail_from,
+        )
+        lookups = Lookups(make_resolver(settings), settings.dns_timeout)
+        return stamp(raw, arrival, authserv_id=settings.receiver_authserv_id,
+                     lookups=lookups, suffixes=self.suffixes)  # fmt: skip
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list
@@ -228,15 +245,17 @@ class Receiver:
             raw = str(raw).encode("utf-8", "surrogateescape")
         if len(raw) > self.app.settings.max_message_bytes:
             return "552 5.3.4 Message too big"
-        mail_from = envelope.mail_from or ""
+        mail_from = (envelope.mail_from or "").strip().strip("<>")
         try:
+            # Verified first (SPF, DKIM, DMARC; never raises), so our verdict is stored with it.
+            raw = await asyncio.to_thread(self.verified, raw, session, mail_from)
             stored = await asyncio.to_thread(
                 store_message,
                 self.app.sessions,
                 raw,
                 source="smtp",
                 source_ref=f"{session.peer}",
-                envelope_from=mail_from.strip("<>").lower(),
+                envelope_from=mail_from.lower(),
             )
         except Exception as exc:
             # A database that is down fails every delivery the same way: one line a minute.

@@ -35,9 +35,12 @@ def tickets(app: App, limit: int = 1000) -> list[dict[str, Any]]:
         ]
 
 
-def outbox(app: App, limit: int = 1000) -> list[dict[str, Any]]:
+def outbox(app: App, limit: int = 1000, status: str | None = None) -> list[dict[str, Any]]:
     with app.sessions() as session:
-        rows = session.scalars(select(Outgoing).order_by(Outgoing.id.desc()).limit(limit)).all()
+        query = select(Outgoing)
+        if status:
+            query = query.where(Outgoing.status == status)
+        rows = session.scalars(query.order_by(Outgoing.id.desc()).limit(limit)).all()
         return [
             {
                 "id": o.id,

@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
         lp = nsub.add_parser("list", help=f"list {noun}", description=f"list {noun}")
         lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
         lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+        if noun == "outbox":
+            lp.add_argument("--status", help="only this status (pending, sending, sent, failed)")
         lp.set_defaults(handler=lister)
         actions[noun] = nsub
 
@@ -212,7 +214,12 @@ def _tickets_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _outbox_list(args: argparse.Namespace, settings: Settings) -> int:
-    return _listing(args, settings, listings.outbox, ["id", "status", "to", "subject", "attempts"])
+    def fetch(app: App, limit: int) -> list[dict[str, Any]]:
+        return listings.outbox(app, limit, status=args.status)
+
+    # last_error: why a reply failed, or why it is still waiting.
+    columns = ["id", "status", "to", "subject", "attempts", "last_error"]
+    return _listing(args, settings, fetch, columns)
 
 
 def _messages_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from privbot import optouts, retention
+from privbot import erasure, optouts, retention
 from privbot.app import App, build_app
 from privbot.cli.tables import format_table
 from privbot.config import ConfigError, Settings
@@ -90,6 +90,18 @@ def register(sub: Any, tickets: Any) -> None:
     keep = command(sub, "retention", _no_action, "the retention policy (PRIVBOT_RETAIN_*)")
     ksub = keep.add_subparsers(title="actions", metavar="ACTION")
     command(ksub, "run", _retention_run, "redact and delete what is kept past its time, now")
+    on_help = "a ticket (JC-12: its requester) or a person's e-mail address"
+    hold_help = "legal hold: nothing of a person's is erased or redacted until it is released"
+    holds = (("hold", _retention_hold, hold_help),
+             ("release", _retention_release, "release a legal hold"))  # fmt: skip
+    for name, handler, what in holds:
+        p = command(ksub, name, handler, what)
+        p.add_argument("on", metavar="TICKET|ADDRESS", help=on_help)
+        p.add_argument("--reason", required=True, help="why, for the audit trail")
+        p.add_argument("--as", dest="actor", help=by)
+    p = command(ksub, "holds", _retention_holds, "list the legal holds that are on")
+    p.add_argument("--all", action="store_true", help="released holds too")
+    p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
 
     command(sub, "web", _web, "run the web app (staff queue, chat) alone, on PRIVBOT_WEB")
 
@@ -268,8 +280,7 @@ def _format_ticket(t: dict[str, Any]) -> str:
         f"requester {t['requester']} · assignee {t['assignee'] or 'nobody'} · "
         f"language {t['language'] or '?'}",
     ]
-    if t["sender_verified"] is False:
-        lines.append("SENDER NOT VERIFIED: the domain failed DMARC/DKIM/SPF")
+    lines += _verification_lines(t["verification"], t["requester"])
     for w in t["why"]:
         lines.append(
             f"why: {', '.join(w.get('intents', []))} (confidence {w.get('confidence')})"
@@ -287,6 +298,25 @@ def _format_ticket(t: dict[str, Any]) -> str:
     for e in t["events"]:
         lines.append(f"  {e['at'][:16]}  {e['kind']:<22} {e['actor']}")
     return "\n".join(lines)
+
+
+def _verification_lines(v: dict[str, Any], requester: str) -> list[str]:
+    """What `tickets show` says about the sender's identity (the web page says the same)."""
+    if v["verified"]:
+        return []
+    how = "the domain FAILED DMARC/DKIM/SPF" if v["failed"] else "nothing proves it"
+    lines = [
+        f"SENDER NOT VERIFIED: {how}; the mail may not come from {requester}",
+        f"  verdict: {v['verdict']}",
+        f"  envelope sender: {_envelope(v['envelope_from'])} (via {v['source']})",
+    ]
+    if v["identity_unproven"]:
+        lines.append(f"  IDENTITY UNPROVEN: check that the requester is {requester} before acting")
+    return lines
+
+
+def _envelope(sender: str | None) -> str:
+    return "(none recorded)" if sender is None else f"<{sender}>"
 
 
 def _tickets_assign(args: argparse.Namespace, settings: Settings) -> int:
@@ -370,6 +400,58 @@ def _retention_run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         app.close()
     print(f"retention: {report.describe()}")
+    return 0
+
+
+def _hold_action(args: argparse.Namespace, settings: Settings, what: str, action: Any) -> int:
+    """Run a legal-hold action with its errors as one line."""
+    app = _with_app(settings)
+    try:
+        message = action(app)
+    except (erasure.HoldError, actions.ReviewError) as exc:
+        return _fail(f"retention {what}: {exc}")
+    finally:
+        app.close()
+    print(message)
+    return 0
+
+
+def _retention_hold(args: argparse.Namespace, settings: Settings) -> int:
+    def run(app: App) -> str:
+        on = erasure.target(args.on)
+        hold = erasure.place_hold(app, on, reason=args.reason, actor=_actor(args, settings, app))
+        return (
+            f"hold #{hold} on {on.describe()}: nothing of theirs is erased or redacted "
+            "until it is released"
+        )
+
+    return _hold_action(args, settings, "hold", run)
+
+
+def _retention_release(args: argparse.Namespace, settings: Settings) -> int:
+    def run(app: App) -> str:
+        on = erasure.target(args.on)
+        hold = erasure.release_hold(app, on, reason=args.reason, actor=_actor(args, settings, app))
+        return f"hold #{hold} on {on.describe()} released: the retention policy applies again"
+
+    return _hold_action(args, settings, "release", run)
+
+
+def _retention_holds(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    try:
+        rows = erasure.list_holds(app, released=args.all)
+    finally:
+        app.close()
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    columns = ["id", "on", "reason", "placed_by", "placed_at"]
+    if args.all:
+        columns += ["released_at", "released_by"]
+    # Moments to the minute, as the other listings print them.
+    table = [{k: (r[k] or "")[:16] if k.endswith("_at") else r[k] for k in columns} for r in rows]
+    print(format_table(table, columns))
     return 0
 
 

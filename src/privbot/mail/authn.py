@@ -1,9 +1,12 @@
 """Is the sender who From says? Read from our own receiving server's Authentication-Results.
 
 From is easy to forge, and so is an Authentication-Results header: anyone can write one.
-Only the topmost one, added by the server we are configured to trust (its authserv-id,
-PRIVBOT_TRUSTED_AUTHSERV_ID), is believed; every other copy is ignored. The receiving MTA
-must strip copies that claim its authserv-id on the way in (RFC 8601 section 5).
+Only the topmost one, added by the server we trust (its authserv-id), is believed; every
+other copy is ignored. The receiving server must strip copies that claim its authserv-id
+on the way in (RFC 8601 section 5): privbot's own SMTP receiver does (`verify.py`), an
+upstream MTA feeding the IMAP mailbox must. A DMARC pass counts only for the domain of
+the From privbot parsed (its `header.from`): a pass for some other From (a second From
+field, another reading of a tricky one) says nothing about the address we answer.
 """
 
 from __future__ import annotations
@@ -36,43 +39,56 @@ def sender_verdict(msg: ParsedMessage, trusted_authserv_id: str | None) -> Verdi
     if not headers:
         return Verdict("none", "no Authentication-Results")
     # The topmost header is the one our server added last; anything below came with the mail.
-    authserv, _, rest = headers[0].partition(";")
-    words = authserv.split()
-    if not words or words[0].lower() != trusted_authserv_id.lower():
+    if authserv_id_of(headers[0]) != trusted_authserv_id.lower():
         return Verdict("none", f"Authentication-Results not from {trusted_authserv_id}")
-    domain = (msg.from_addr or "").rpartition("@")[2].lower()
-    results = _results(rest)
-    if "dmarc" in results:
-        value, _ = results["dmarc"]
-        if value == "pass":
-            return Verdict("pass", "dmarc=pass")
+    domain = (msg.from_addr or "").rpartition("@")[2].rstrip(".").lower()
+    results = _results(_strip_comments(headers[0]).partition(";")[2])
+    notes: list[str] = []
+    for value, props in results.get("dmarc", [])[:1]:  # the first DMARC result counts
         if value in _FAILED:
             return Verdict("fail", f"dmarc={value}")
+        checked = props.get("header.from", "").rstrip(".")
+        if value == "pass" and domain and checked == domain:
+            return Verdict("pass", f"dmarc=pass for {domain}")
+        if value == "pass":
+            # A pass for another domain than the From we answer says nothing about it.
+            notes.append(f"dmarc=pass for {checked or 'no domain'}, not {domain or 'the From'}")
     for method, key in (("dkim", "header.d"), ("spf", "smtp.mailfrom")):
-        value, props = results.get(method, ("", {}))
-        if value == "pass" and _aligned(props.get(key, ""), domain):
-            return Verdict("pass", f"{method}=pass for {domain}")
-    failed = [f"{m}={v}" for m, (v, _) in results.items() if m in ("dkim", "spf") and v in _FAILED]
+        for value, props in results.get(method, []):
+            if value == "pass" and _aligned(props.get(key, ""), domain):
+                return Verdict("pass", f"{method}=pass for {domain}")
+    failed = [
+        f"{m}={v}" for m in ("dkim", "spf") for v, _ in results.get(m, [])[:1] if v in _FAILED
+    ]
     if failed:
-        return Verdict("fail", ", ".join(failed))
-    return Verdict("none", "no conclusive result")
+        return Verdict("fail", ", ".join([*failed, *notes]))
+    return Verdict("none", "; ".join(notes) or "no conclusive result")
 
 
-def _results(text: str) -> dict[str, tuple[str, dict[str, str]]]:
-    """method -> (result, properties) from the part after the authserv-id."""
-    out: dict[str, tuple[str, dict[str, str]]] = {}
-    while True:  # comments may nest one level in practice; strip until none are left
+def authserv_id_of(value: str) -> str:
+    """The authserv-id an Authentication-Results value names (comments skipped), lower-case."""
+    words = _strip_comments(value).partition(";")[0].split()
+    return words[0].lower() if words else ""
+
+
+def _strip_comments(text: str) -> str:
+    while True:  # comments may nest; strip the innermost until none are left
         stripped = _COMMENT.sub(" ", text)
         if stripped == text:
-            break
+            return text
         text = stripped
+
+
+def _results(text: str) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """method -> [(result, properties)], in order, from the part after the authserv-id."""
+    out: dict[str, list[tuple[str, dict[str, str]]]] = {}
     for item in text.split(";"):
         match = _RESULT.match(item)
         if match is None:
             continue
         method, value, props = match.group(1).lower(), match.group(2).lower(), match.group(3)
-        if method not in out:  # the first result per method counts
-            out[method] = (value, {k.lower(): v.lower() for k, v in _PROPERTY.findall(props)})
+        found = {k.lower(): v.lower() for k, v in _PROPERTY.findall(props)}
+        out.setdefault(method, []).append((value, found))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from email import policy
 from email.message import Message
 from email.utils import getaddresses
@@ -17,6 +18,8 @@ _CORE_HEADERS = frozenset(
     {b"from", b"to", b"subject", b"date", b"received", b"message-id", b"return-path"}
 )
 _ADDR_SPEC = re.compile(r'[^\s<>()\[\],;:"@]+@[^\s<>()\[\],;:"@]+')
+_QUOTED_PAIR = re.compile(r"\\(.)")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _LOCAL_ONLY = re.compile(r'[^\s<>()\[\],;:"@]+')  # "MAILER-DAEMON" without a domain
 
 
@@ -118,6 +121,94 @@ def _parse_address_header(name: str, raw: str) -> list[tuple[str, str]]:
     if not result and (match := _ADDR_SPEC.search(raw)):
         result.append(("", match.group().lower()))  # last resort: any address in the value
     return result
+
+
+@dataclass(frozen=True)
+class FromField:
+    """The From field as privbot reads it: its mailboxes, or why none can be used."""
+
+    mailboxes: tuple[tuple[str, str], ...]  # (display name, lower-cased address), in order
+    problem: str | None = None  # set when `mailboxes` is empty
+
+    @property
+    def address(self) -> str | None:
+        """The mailbox privbot answers and acts for: the first one."""
+        return self.mailboxes[0][1] if self.mailboxes else None
+
+    @property
+    def name(self) -> str:
+        return self.mailboxes[0][0] if self.mailboxes else ""
+
+
+def from_field(msg: Message, hints: tuple[str, ...] = ()) -> FromField:
+    """Read From the standard way, the one way privbot reads it (the parser, the receiver's
+    DMARC check): the stdlib's `email.headerregistry`, and only where `email.utils` reads
+    the same mailboxes. Where the two disagree the field is ambiguous (an encoded word
+    posing as an address, a second address after the first), and a verifier elsewhere may
+    have read the other one: no From is better than a guess.
+    """
+    values = raw_values(msg, "from", hints)
+    if not values:
+        return FromField((), "no From header")
+    if len(values) > 1:
+        # RFC 5322 allows one; which one a verifier read is anyone's guess (RFC 7489 6.6.1).
+        return FromField((), f"{len(values)} From fields")
+    return read_mailboxes("From", values[0])
+
+
+def read_mailboxes(name: str, value: str) -> FromField:
+    """The mailboxes of one address field, if both stdlib parsers agree on them."""
+    unfolded = FOLD.sub("", value).replace("\r", "").replace("\n", "")
+    pairs = getaddresses([unfolded])
+    registry = _registry(name, unfolded)
+    if registry is None:
+        # The registry refuses a name whose decoded text holds a line break (a hostile one).
+        # Its addresses are read again with every encoded word as a plain word (inside an
+        # address that reads differently from email.utils: ambiguous, as it should be), the
+        # names decoded by privbot's decoder.
+        registry = _registry(name, _ENCODED_WORD.sub("x", unfolded))
+        if registry is None:
+            return FromField((), f"{name} cannot be parsed")
+        names = {_split_addr(a): decode_header_value(n) for n, a in pairs}
+        registry = [(names.get((u.lower(), d.lower()), ""), a, u, d) for _, a, u, d in registry]
+    # Compared: the addresses with a domain. email.utils does not decode encoded words, so
+    # it may see a bare word more (a comma inside one); a bare word is never answered.
+    utils = [_split_addr(addr) for _, addr in pairs]
+    seen = list(dict.fromkeys((u.lower(), d.lower()) for _, _, u, d in registry if d))
+    if seen != list(dict.fromkeys(pair for pair in utils if pair is not None)):
+        return FromField((), f"{name} is ambiguous: the stdlib's parsers read it differently")
+    if not registry:
+        return FromField((), f"no usable address in {name}")
+    found: dict[str, str] = {}
+    for display, addr_spec, _, _ in registry:
+        found.setdefault(addr_spec.lower(), display.strip())
+    return FromField(tuple((n, a) for a, n in found.items()))
+
+
+def _registry(name: str, value: str) -> list[tuple[str, str, str, str]] | None:
+    """(display name, addr-spec, local part, domain) per mailbox by email.headerregistry;
+    None if it refuses the field."""
+    try:
+        header = policy.default.header_fetch_parse(name, value)
+        return [
+            (a.display_name or "", a.addr_spec, a.username, a.domain)
+            for a in header.addresses
+            # A bare word without a domain ("MAILER-DAEMON") is kept: screening reads it.
+            if (a.domain and a.username) or _LOCAL_ONLY.fullmatch(a.username)
+        ]
+    except Exception:  # ValueError for a name with a line break; a few broken fields
+        return None
+
+
+def _split_addr(addr: str) -> tuple[str, str] | None:
+    """(local part without quotes, domain), lower-cased, of an address from getaddresses;
+    None without a domain."""
+    local, at, domain = addr.strip().rpartition("@")
+    if not (at and local and domain):
+        return None
+    if len(local) > 1 and local.startswith('"') and local.endswith('"'):
+        local = _QUOTED_PAIR.sub(r"\1", local[1:-1])
+    return local.lower(), domain.lower()
 
 
 def _plausible_count(pairs: list[tuple[str, str]]) -> int:

@@ -27,6 +27,7 @@ from privbot.mail.headers import (
     addresses,
     decoded_headers,
     first_value,
+    from_field,
     parse_message_id,
     parse_references,
     raw_values,
@@ -108,17 +109,17 @@ def _parse(data: bytes) -> ParsedMessage:
     _walk_part(msg, walk, depth=0, collect_text=True)
     _note_email_defects(msg, walk)
 
-    from_pairs = addresses(msg, "from", hints)
-    from_name, from_addr = from_pairs[0] if from_pairs else ("", None)
-    if from_addr is None:
-        walk.note("no From header" if "from" not in headers else "no usable address in From")
+    sender = from_field(msg, hints)
+    if sender.problem is not None:
+        walk.note(sender.problem)
     reply_to = addresses(msg, "reply-to", hints)
     text = "\n\n".join(walk.texts)
     new_text, quoted_text, signature = split_reply(text)
     return ParsedMessage(
         message_id=parse_message_id(first_value(headers, "message-id")),
-        from_addr=from_addr,
-        from_name=from_name,
+        from_addr=sender.address,
+        from_name=sender.name,
+        from_all=tuple(addr for _, addr in sender.mailboxes),
         reply_to=reply_to[0][1] if reply_to else None,
         to=tuple(addr for _, addr in addresses(msg, "to", hints)),
         cc=tuple(addr for _, addr in addresses(msg, "cc", hints)),

@@ -34,6 +34,8 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...] = ()
     headers: dict[str, tuple[str, ...]] = field(default_factory=dict)  # every value, decoded
     defects: tuple[str, ...] = ()  # notes about damage repaired while parsing
+    # Every mailbox in From (RFC 5322 allows several; privbot answers the first, from_addr).
+    from_all: tuple[str, ...] = ()
 
     @property
     def limits_hit(self) -> tuple[str, ...]:

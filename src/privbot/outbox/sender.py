@@ -1,8 +1,10 @@
 """The outbox: replies leave from a table, so none is lost and none goes twice.
 
 A row is claimed with a lease (status `sending`), sent, then marked `sent`. Temporary
-failures (4xx, connection errors) go back to `pending` with backoff; permanent ones (5xx)
-become `failed`, visible to staff. On SQLite each 250 is first noted in the sent log
+failures (4xx, connection errors, a relay that refuses us before any mail) go back to
+`pending` with backoff until PRIVBOT_SEND_GIVE_UP_HOURS after the reply was queued, then
+become `failed` with the last error; permanent ones (5xx to a mail) become `failed` at once.
+Failed replies are visible to staff. On SQLite each 250 is first noted in the sent log
 (`privbot/sentlog.py`) and the batch is marked in one transaction after; a sender that died before
 marking is recognised from its notes when its lease runs out, and nothing is sent again.
 Only a death between the relay taking the mail and the note (microseconds; on PostgreSQL,
@@ -36,7 +38,6 @@ from privbot.sentlog import SentLog
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 20
 BACKOFF_CAP_SECONDS = 3600.0
 # Replies claimed per transaction; each is still marked on its own right after it is sent.
 BATCH = 10
@@ -67,8 +68,12 @@ class Mailer:
         try:
             conn = self._connect()
         except smtplib.SMTPResponseException as exc:
+            # Refused before any mail (greeting, EHLO, STARTTLS, AUTH): the relay's state or
+            # our credentials, the same for every reply. Retried, never this reply's failure:
+            # a 554 greeting or a wrong password must not fail the whole outbox at once.
             self.close()
-            self._raise_for(exc.smtp_code, exc.smtp_error)
+            detail = _response(exc.smtp_code, exc.smtp_error)
+            raise TemporaryFailure(f"relay refused the connection: {detail}") from exc
         except Exception as exc:
             # Any other fault here (a host name IDNA cannot encode, too) is the connection's,
             # not this reply's: retried, and the rest wait their turn.
@@ -121,6 +126,7 @@ class Mailer:
             conn = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
             if s.starttls:
                 conn.starttls(context=context)
+        conn.ehlo_or_helo_if_needed()  # here, so a refused EHLO is the connection's failure
         if s.user:
             conn.login(s.user, s.password or "")
         self._conn = conn
@@ -141,11 +147,15 @@ class Mailer:
 
     @staticmethod
     def _raise_for(code: int, text: bytes | str) -> NoReturn:
-        message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        detail = f"{code} {message}".strip()
+        detail = _response(code, text)
         if 500 <= code < 600:
             raise PermanentFailure(detail)
         raise TemporaryFailure(detail)
+
+
+def _response(code: int, text: bytes | str) -> str:
+    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    return f"{code} {message}".strip()
 
 
 def backoff(attempts: int, base: float) -> float:
@@ -206,16 +216,11 @@ def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing])
     try:
         mailer.send(envelope_sender(app, row), row.to_addr, row.raw)
     except PermanentFailure as exc:
+        log.warning("outbox: reply %s failed: %s", row.id, exc)
         _finish(app, [row], OutboxStatus.FAILED, str(exc))
         return True  # this recipient is refused; the relay takes the others
     except TemporaryFailure as exc:
-        if row.attempts >= MAX_ATTEMPTS:
-            _finish(
-                app, [row], OutboxStatus.FAILED, f"gave up after {row.attempts} attempts: {exc}"
-            )
-        else:
-            delay = backoff(row.attempts, app.settings.retry_seconds)
-            _finish(app, [row], OutboxStatus.PENDING, str(exc), retry_in=delay)
+        _retry_or_give_up(app, row, str(exc))
         return False
     noted = _note_sent(app.sent_log, row)
     crash_point(app.settings, "after_send")  # the relay (and the log, if noted) has it; the db not
@@ -224,6 +229,33 @@ def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing])
     else:
         _finish(app, [row], OutboxStatus.SENT, None)
     return True
+
+
+def _retry_or_give_up(app: App, row: Outgoing, error: str) -> None:
+    """After a temporary failure: back to `pending` with backoff, or, once the reply has
+    waited PRIVBOT_SEND_GIVE_UP_HOURS since it was queued, `failed` with the last error."""
+    now = utcnow()
+    waited = now - row.created_at
+    left = timedelta(hours=app.settings.send_give_up_hours) - waited
+    if left <= timedelta(0):
+        reason = f"gave up after {_duration(waited)} and {row.attempts} attempts: {error}"
+        log.warning("outbox: reply %s failed: %s", row.id, reason)
+        _finish(app, [row], OutboxStatus.FAILED, reason)
+        return
+    # The last try falls on the limit itself: a backoff of up to an hour must not leave a
+    # reply pending (and its staff unaware) for that long past it.
+    delay = min(backoff(row.attempts, app.settings.retry_seconds), left.total_seconds())
+    log.info("outbox: reply %s deferred (attempt %d): %s", row.id, row.attempts, error)
+    _finish(app, [row], OutboxStatus.PENDING, error, retry_in=delay)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def envelope_sender(app: App, row: Outgoing) -> str:

@@ -206,19 +206,21 @@ def _examine_stored(app: App, message_id: int) -> Examination | None:
     """Examine a stored message still waiting; None if it is done already."""
     with app.sessions() as session:
         row = session.execute(
-            select(Message.raw, Message.envelope_from, Message.size).where(
+            select(Message.raw, Message.envelope_from, Message.source).where(
                 Message.id == message_id, Message.status == MessageStatus.RECEIVED
             )
         ).first()
     if row is None:
         return None
-    return _examine_raw(app, row.raw, row.envelope_from)
+    return _examine_raw(app, row.raw, row.envelope_from, row.source)
 
 
-def _examine_raw(app: App, raw: bytes, envelope_from: str | None = None) -> Examination:
+def _examine_raw(
+    app: App, raw: bytes, envelope_from: str | None = None, source: str | None = None
+) -> Examination:
     if len(raw) > app.settings.max_message_bytes:
         return Examination(None, problem=f"too large: {len(raw)} bytes")
-    return examine(app, raw, envelope_from)
+    return examine(app, raw, envelope_from, source)
 
 
 def _handle(app: App, session: Session, message: Message, seen: Examination) -> Outcome:
@@ -238,7 +240,8 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
 
     # thread: a reply joins its ticket; anything else opens one
     verdict = seen.verdict
-    decision = plan(understanding, app.classifier.intents, parsed.from_addr, _doubt(app, verdict))
+    decision = plan(understanding, app.classifier.intents, parsed.from_addr, _doubt(app, verdict),
+                    opt_outs_unverified=not verdict.failed)  # fmt: skip
     ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
     joined = ticket is not None
     automatic = not decision.needs_staff and not joined  # answered in full, nothing to do
@@ -278,7 +281,8 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
         record(session, "resolved_automatically", ticket=ticket, message=message)
 
     # reply: one message that answers everything asked
-    reply = queue_answer(app, session, message, parsed, ticket, joined, understanding, decision)
+    reply = queue_answer(app, session, message, parsed, ticket, joined, understanding, decision,
+                         verified=verdict.result == "pass")  # fmt: skip
     _done(message, parsed, MessageStatus.HANDLED, None, ticket)
     message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
     return Outcome(message.id, MessageStatus.HANDLED, None, ticket.id, reply)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from privbot.app import App
+from privbot.config import Settings
 from privbot.mail.authn import Verdict, sender_verdict
 from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
@@ -30,8 +31,14 @@ class Examination:
     verdict: Verdict = NOT_EXAMINED  # is the sender who From says?
 
 
-def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examination:
-    """Parse, screen, classify and verify raw bytes; no database."""
+def examine(
+    app: App, raw: bytes, envelope_from: str | None = None, source: str | None = None
+) -> Examination:
+    """Parse, screen, classify and verify raw bytes; no database.
+
+    `source`: the channel that stored it (`Message.source`), which decides whose word on
+    the sender counts (`verify_sender`).
+    """
     try:
         parsed = parse_message(raw)
     except ParseError as exc:
@@ -58,8 +65,22 @@ def examine(app: App, raw: bytes, envelope_from: str | None = None) -> Examinati
         # a challenge. A person who also asks for something is never set aside for this.
         skip = "machine wording: written by an auto-responder, not a person"
         return Examination(parsed, skip=skip, understanding=understanding)
-    verdict = sender_verdict(parsed, app.settings.trusted_authserv_id)
+    verdict = verify_sender(app.settings, parsed, source)
     return Examination(parsed, understanding=understanding, verdict=verdict)
+
+
+def verify_sender(settings: Settings, parsed: ParsedMessage, source: str | None) -> Verdict:
+    """Is the sender who From says, by the word of the one who can know for this channel?
+
+    A chat request was confirmed through a link mailed to its address: that proves it. Mail
+    our SMTP receiver took carries its own Authentication-Results on top (forged copies
+    removed); any other mail, the configured upstream server's (PRIVBOT_TRUSTED_AUTHSERV_ID).
+    """
+    if source == "chat":
+        return Verdict("pass", f"confirmed through the link mailed to {parsed.from_addr}")
+    if source == "smtp":
+        return sender_verdict(parsed, settings.receiver_authserv_id)
+    return sender_verdict(parsed, settings.trusted_authserv_id)
 
 
 def foresee(app: App, raw: bytes) -> Seen:

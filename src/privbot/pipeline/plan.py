@@ -24,17 +24,34 @@ class Plan:
 
 
 def plan(
-    understanding: Classification, intents: Intents, sender: str, unverified: str | None = None
+    understanding: Classification,
+    intents: Intents,
+    sender: str,
+    unverified: str | None = None,
+    *,
+    opt_outs_unverified: bool = False,
 ) -> Plan:
-    """`unverified`: why the sender's identity is in doubt (then nothing is automatic)."""
+    """`unverified`: why the sender's identity is in doubt (then nothing else is automatic).
+
+    `opt_outs_unverified`: an opt-out is applied all the same (the sender was not proven,
+    but nothing failed): it only ever reduces what we send, and its confirmation goes to
+    the From address, whose real owner learns of it and can undo it by replying.
+    """
     names = understanding.intents or ("other",)
     held: list[str] = []
     scopes: tuple[str, ...] = ()
     staff: list[str] = [n for n in names if not intents.get(n).automatic]
     if unverified is not None:
-        # A forged From must not opt someone out or get an answer about "their" data.
+        # A forged From must not get an answer about "their" data, or opt someone out on the
+        # word of a failed check.
         held.append(f"sender not verified: {unverified}")
         staff = list(names)
+        if opt_outs_unverified and "opt_out" in names and not understanding.low_confidence:
+            scopes, why = _opt_out(understanding, sender)
+            if why is None:
+                staff.remove("opt_out")
+            else:
+                held.append(why)
     elif understanding.low_confidence:
         held.append(
             "low confidence ({:.2f}); candidates: {}".format(
@@ -45,13 +62,10 @@ def plan(
         staff = list(names)
     else:
         if "opt_out" in names:
-            others = [a for a in understanding.named_addresses if a != sender]
-            if others:
-                # Only the owner of an address may opt it out; staff check who asks.
-                held.append(f"opt-out names another address: {', '.join(others)}")
+            scopes, why = _opt_out(understanding, sender)
+            if why is not None:
+                held.append(why)
                 staff.append("opt_out")
-            else:
-                scopes = understanding.opt_out_scopes or ("marketing_email",)
         if "question" in names and (
             understanding.unanswered_question or not understanding.citations
         ):
@@ -64,5 +78,20 @@ def plan(
             names, intent.ticket_type, intent.ticket_status, True, scopes, tuple(held), unverified
         )
     return Plan(
-        names, intents.get(names[0]).ticket_type, TicketStatus.DONE, False, scopes, tuple(held)
+        names,
+        intents.get(names[0]).ticket_type,
+        TicketStatus.DONE,
+        False,
+        scopes,
+        tuple(held),
+        unverified,
     )
+
+
+def _opt_out(understanding: Classification, sender: str) -> tuple[tuple[str, ...], str | None]:
+    """The scopes to record for the sender, or why staff must look instead."""
+    others = [a for a in understanding.named_addresses if a != sender]
+    if others:
+        # Only the owner of an address may opt it out; staff check who asks.
+        return (), f"opt-out names another address: {', '.join(others)}"
+    return understanding.opt_out_scopes or ("marketing_email",), None

@@ -35,10 +35,12 @@ def queue_answer(
     joined: bool,
     understanding: Classification,
     decision: Plan,
+    verified: bool = True,
 ) -> int | None:
     """Compose the reply into the outbox, unless the per-sender cap says enough.
 
-    Returns the outbox row's id, or None when the cap held the reply back.
+    `verified`: the sender is proven to be From; else an opt-out's confirmation says how
+    to undo it. Returns the outbox row's id, or None when the cap held the reply back.
     """
     settings = app.settings
     to = parsed.from_addr or ticket.requester
@@ -61,6 +63,7 @@ def queue_answer(
         needs_staff=decision.needs_staff,
         due_date=ticket.due_at.strftime("%d %B %Y") if ticket.due_at else "",
         parts=reply_parts(app, understanding, decision, joined),
+        verified=verified,
     )
     reply = compose_reply(
         from_addr=settings.address,
@@ -112,8 +115,15 @@ def reply_parts(
     intents = app.classifier.intents
     used: set[Citation] = set()
     parts: list[dict[str, Any]] = []
+    unverified = {"intent": "unverified", "template": "intents/unverified.txt.j2", "citations": ()}
+    if decision.doubt is not None and not decision.opt_out_scopes:
+        return [unverified]
     if decision.doubt is not None:
-        return [{"intent": "unverified", "template": "intents/unverified.txt.j2", "citations": ()}]
+        # The opt-out was applied all the same (it only reduces what we send): say so, and
+        # that the rest waits for staff.
+        part = _part("opt_out", (), understanding, decision)
+        rest = [{**unverified, "rest": True}] if decision.needs_staff else []
+        return [part, *rest]
     if understanding.low_confidence:
         return [{"intent": "review", "template": "intents/review.txt.j2", "citations": ()}]
     for name in decision.intents:

@@ -283,6 +283,9 @@ def draft_reply(app: App, ticket_id: int, body: str) -> Draft:
         ticket = session.get(Ticket, ticket_id)
         if ticket is None:
             raise ReviewError(f"no ticket {ref(ticket_id)}")
+        if ticket.erased_at is not None:
+            # Its requester stands as a pseudonym now: there is no one to write to.
+            raise ReviewError(f"{ref(ticket_id)}'s requester was erased (deletion request)")
         last = session.scalar(
             select(Message)
             .where(Message.ticket_id == ticket.id, Message.message_id.is_not(None))

@@ -27,7 +27,7 @@ from privbot.models import (
     iso,
     utcnow,
 )
-from privbot.tickets import ref
+from privbot.tickets import IDENTITY_TYPES, ref
 
 QUEUE_PAGE = 50
 
@@ -133,6 +133,7 @@ def ticket_detail(app: App, ticket_id: int) -> dict[str, Any] | None:
         return {
             **ticket_dict(ticket),
             "days_left": days_left(ticket.due_at, now),
+            "verification": verification(ticket, inbound[0] if inbound else None),
             "thread": thread,
             "why": why,
             "screened": [
@@ -142,6 +143,21 @@ def ticket_detail(app: App, ticket_id: int) -> dict[str, Any] | None:
             ],
             "events": [event_dict(e) for e in events],
         }
+
+
+def verification(ticket: Ticket, opening: Message | None) -> dict[str, Any]:
+    """Whether the requester is proven to be who From says, and what staff need to judge
+    it when not: the verdict privbot reached and the envelope sender (SMTP MAIL FROM)."""
+    verified = ticket.sender_verified is True
+    return {
+        "verified": verified,
+        "failed": ticket.sender_verified is False,
+        "verdict": (opening.auth_result if opening is not None else None) or "not checked",
+        "envelope_from": opening.envelope_from if opening is not None else None,
+        "source": opening.source if opening is not None else None,
+        # An access, deletion or correction request: its identity must be checked first.
+        "identity_unproven": not verified and ticket.type in IDENTITY_TYPES,
+    }
 
 
 def _inbound(m: Message) -> dict[str, Any]:
@@ -162,6 +178,8 @@ def _inbound(m: Message) -> dict[str, Any]:
         "status": m.status,
         "reason": m.reason,
         "source": m.source,
+        "envelope_from": m.envelope_from,
+        "verdict": m.auth_result,
         "text": text,
         "attachments": attachments,
     }

@@ -4,6 +4,7 @@ what an anonymous post may be (its content type, its size)."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
@@ -16,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from itsdangerous import BadSignature, TimestampSigner
 
 from privbot.app import App
+from privbot.config import IPNetwork
 from privbot.staff import auth
 
 SESSION_COOKIE = "privbot_session"
@@ -83,7 +85,58 @@ def state(request: Request) -> WebState:
 
 
 def client_of(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address, as the chat limit, the sign-in slow-down and the audit count it."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = state(request).app.settings.trusted_proxies
+    return forwarded_client(peer, request.headers.getlist("x-forwarded-for"), trusted)
+
+
+def forwarded_client(peer: str, forwarded: list[str], trusted: tuple[IPNetwork, ...]) -> str:
+    """The direct peer, unless it is a trusted proxy: then the right-most address of
+    X-Forwarded-For that is not a trusted proxy.
+
+    Each proxy appends the address it was reached from, so only the entries our own proxies
+    added are true; anything to their left is whatever the client chose to send. An entry
+    that is no address (a proxy that writes something else) stops the walk at the last
+    address known: every client behind it then shares one limit, rather than choosing its own.
+    """
+    if not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for value in forwarded for h in value.split(",")]
+    client = peer
+    for hop in reversed([h for h in hops if h]):
+        address = _address(hop)
+        if address is None:
+            return client
+        client = address
+        if not _is_trusted(address, trusted):
+            return address
+    return client  # every hop is a trusted proxy: the left-most is as far as we can see
+
+
+def _address(hop: str) -> str | None:
+    """An X-Forwarded-For entry as a plain address (some proxies add `:port` or brackets)."""
+    host = hop
+    if hop.startswith("["):
+        host = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:
+        host = hop.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    if not trusted:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack socket reports an IPv4 proxy as ::ffff:a.b.c.d
+    return any(ip in network for network in trusted)
 
 
 def session_user(request: Request) -> StaffUser | None:

@@ -40,9 +40,11 @@ class WebServer:
         sock.listen(128)
         self._socket = sock
         self.port = sock.getsockname()[1]
+        # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback (or from
+        # FORWARDED_ALLOW_IPS); only PRIVBOT_TRUSTED_PROXIES decides that (web.security).
         config = uvicorn.Config(
             create_app(self.app), log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=5, proxy_headers=False,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
