@@ -209,9 +209,7 @@ def time_queries(db_url: str, tickets: int, repeats: int) -> dict[str, Any]:
         return {
             "queue_page_50": summary(_time(lambda: listings.tickets(app, limit=50), repeats)),
             "queue_1000": summary(_time(lambda: listings.tickets(app, limit=1000), repeats // 4)),
-            "ticket_page": summary(
-                _time(lambda: views.ticket_detail(app, next(pick)), repeats)
-            ),
+            "ticket_page": summary(_time(lambda: views.ticket_detail(app, next(pick)), repeats)),
         }
     finally:
         app.close()

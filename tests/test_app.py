@@ -36,7 +36,7 @@ def test_a_broken_intent_file_stops_start_up_naming_it(tmp_path: Path) -> None:
 
 def test_a_missing_intent_template_stops_start_up_naming_it(tmp_path: Path) -> None:
     intents, replies = _copy(tmp_path)
-    (replies / "intents" / "correction.txt.j2").unlink()
+    (replies / "en" / "intents" / "correction.txt.j2").unlink()
     with pytest.raises(RepliesError) as caught:
         load_understanding(_settings(intents, replies))  # type: ignore[arg-type]
     assert "correction.txt.j2" in str(caught.value)
@@ -50,7 +50,7 @@ def test_changing_the_policy_changes_what_is_cited(tmp_path: Path, sqlite_url: s
     assert old in policy.read_text()
     policy.write_text(policy.read_text().replace(old, new_words))
     app = make_app(sqlite_url, intents_dir=str(intents), replies_dir=str(replies))
-    _, body = answer_text(app, "How can I reject cookies in my browser?")
+    body = answer_text(app, "How can I reject cookies in my browser?").body
     assert new_words in " ".join(line.removeprefix("> ") for line in body.splitlines())
 
 

@@ -127,7 +127,7 @@ def test_repeatedly_failing_message_goes_to_the_failed_folder(
 ) -> None:
     replies = tmp_path / "replies"
     shutil.copytree(data_folder("replies"), replies)
-    (replies / "answer.txt.j2").write_text("{{ a_bug_in_a_template }}\n")
+    (replies / "en" / "answer.txt.j2").write_text("{{ a_bug_in_a_template }}\n")
     app = make_app(
         db_url, imap_url=dovecot.imap_url(), smtp_url=relay.url, replies_dir=str(replies),
         max_attempts="2",

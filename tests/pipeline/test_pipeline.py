@@ -212,7 +212,7 @@ def test_a_failing_step_is_retried_then_set_aside_for_staff(db_url: str, tmp_pat
     # A reply template that breaks at render time: a real bug, not a mocked one.
     replies = tmp_path / "replies"
     shutil.copytree(data_folder("replies"), replies)
-    (replies / "answer.txt.j2").write_text("{{ no_such_variable }}\n")
+    (replies / "en" / "answer.txt.j2").write_text("{{ no_such_variable }}\n")
     app = make_app(db_url, replies_dir=str(replies), max_attempts="2")
     first = pipeline.receive(app, mail(), source="file")
     assert first.status == "received" and "no_such_variable" in (first.reason or "")
@@ -227,7 +227,7 @@ def test_a_failing_message_in_a_batch_is_rolled_back_alone(db_url: str, tmp_path
     # subject only, and only that message is left undone.
     replies = tmp_path / "replies"
     shutil.copytree(data_folder("replies"), replies)
-    answer = replies / "answer.txt.j2"
+    answer = replies / "en" / "answer.txt.j2"
     answer.write_text(
         '{% if "Boom" in subject %}{{ no_such_variable }}{% endif %}' + answer.read_text()
     )

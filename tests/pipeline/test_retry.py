@@ -21,7 +21,7 @@ def _broken_replies(tmp_path: Path) -> Path:
     # A reply template that breaks at render time: a real bug, not a mocked one.
     replies = tmp_path / "broken-replies"
     shutil.copytree(data_folder("replies"), replies)
-    (replies / "answer.txt.j2").write_text("{{ no_such_variable }}\n")
+    (replies / "en" / "answer.txt.j2").write_text("{{ no_such_variable }}\n")
     return replies
 
 

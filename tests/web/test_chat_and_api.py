@@ -54,7 +54,8 @@ def test_chat_answers_a_cookie_question_with_the_policy_citation(client: TestCli
     # Same classifier and answer code as `privbot ask`: the very same text.
     from privbot.pipeline.reply import answer_text
 
-    assert data["reply"] == answer_text(client.app.state.web.app, "Do you use cookies?")[1].strip()  # type: ignore[attr-defined]
+    web_app = client.app.state.web.app  # type: ignore[attr-defined]
+    assert data["reply"] == answer_text(web_app, "Do you use cookies?").body.strip()
 
 
 @pytest.mark.parametrize(
@@ -183,7 +184,7 @@ def test_an_opt_out_asked_in_the_chat_is_applied_only_after_the_mailed_link(
         (letter,) = relay.messages
         assert letter["To"] == "nina@example.org"
         text = letter.get_content()
-        assert "stop marketing mail" in text  # what was asked, in our words only
+        assert "stop sending you marketing" in text  # what was asked, in our words only
         assert "unsubscribe me from your newsletter" not in text
         path = LINK.search(text).group(1)  # type: ignore[union-attr]
 
@@ -291,7 +292,8 @@ def test_confirmation_links_per_address_are_limited(chat_app: App) -> None:
     with TestClient(create_app(chat_app)) as client:
         replies = [
             client.post(
-                "/api/v1/chat", json={"message": "unsubscribe victim@example.org please"}
+                "/api/v1/chat",
+                json={"message": "Please unsubscribe victim@example.org from your newsletter."},
             ).json()
             for _ in range(4)
         ]
@@ -491,7 +493,7 @@ def test_the_confirmation_mail_carries_nothing_the_visitor_wrote(
         for words in ("urgent", "locked", "900 555", "evil.example", "sign in", "prize"):
             assert words not in raw, words
         text = letter.get_content()
-        assert "stop marketing mail" in text and letter["Subject"] == (
+        assert "stop sending you marketing" in text and letter["Subject"] == (
             "Please confirm your privacy request"
         )
         path = LINK.search(text).group(1)  # type: ignore[union-attr]

@@ -30,6 +30,8 @@ from privbot.models import ChatRequest, Outgoing, utcnow
 from privbot.outbox.queue import address_key, domains_of, queue_outgoing
 from privbot.pipeline.reply import answer_text
 
+SAYS = "chat/says.txt.j2"  # what the chat says, in the visitor's language
+
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 2000
@@ -46,7 +48,6 @@ _ADDRESS = re.compile(
 # Serialises link sending across PostgreSQL processes so the caps hold exactly (SQLite's
 # BEGIN IMMEDIATE already does). Any constant: it only has to be the same everywhere.
 _LINK_LOCK = 7_311_043
-_CITED = re.compile(r'section "([^"\n]+)":')
 
 
 class ChatError(ValueError):
@@ -111,7 +112,8 @@ def answer(
     if pending_id is not None and len(addresses) == 1:
         return _send_link(app, pending_id, addresses[0], token, secret, base_url)
 
-    understanding, body = answer_text(app, text)
+    answer = answer_text(app, text)
+    understanding = answer.understanding
     intents = list(understanding.intents)
     actions = (
         [i for i in intents if i in app.classifier.intents.requests]
@@ -119,8 +121,7 @@ def answer(
         else []
     )
     if not actions:
-        sections = list(dict.fromkeys(_CITED.findall(body)))
-        return ChatAnswer(body.strip(), intents, sections, token)
+        return ChatAnswer(answer.body.strip(), intents, list(answer.sections), token)
 
     with app.sessions.begin() as db:
         request = ChatRequest(
@@ -138,16 +139,11 @@ def answer(
         request_id = request.id
     if len(addresses) == 1:
         return _send_link(app, request_id, addresses[0], token, secret, base_url)
-    wanted = _describe(app, actions)
-    reply = (
-        f"You are asking us to act: {wanted}. Only the owner of an account can ask for that, "
-        "so please type the e-mail address of your JunoCloud account. We will mail a "
-        "confirmation link to it, and nothing is done until that link is followed."
-    )
+    reply = app.replies.says(SAYS, understanding.language, "address_needed", intents=actions)
     return ChatAnswer(reply, intents, [], token, waiting_for="address")
 
 
-def _links_refused(db: Session, app: App, address: str) -> str | None:
+def _links_refused(db: Session, app: App, address: str, language: str | None) -> str | None:
     """Why no confirmation link may go to `address` now, or None; read under the link lock."""
     settings = app.settings
     now = utcnow()
@@ -167,14 +163,11 @@ def _links_refused(db: Session, app: App, address: str) -> str | None:
         )
     ).all()
     if sum(address_key(to) == key for to, _ in domain_rows) >= settings.chat_links_per_address_day:
-        return (
-            f"We have already sent {settings.chat_links_per_address_day} confirmation links "
-            f"to this address today. Please use one of them, or write to {settings.address}."
-        )
-    busy = (
-        "We cannot send more confirmation links just now. Please try again later, or write "
-        f"to {settings.address} from the address the request is about."
-    )
+        return app.replies.says(
+            SAYS, language, "links_used_up",
+            count=settings.chat_links_per_address_day, address=settings.address,
+        )  # fmt: skip
+    busy = app.replies.says(SAYS, language, "links_busy", address=settings.address)
     if sum(at > hour_ago for _, at in domain_rows) >= settings.chat_links_per_domain_hour:
         domain = key.rpartition("@")[2]
         log.warning("chat: confirmation links to %s held back: the domain's hourly cap", domain)
@@ -188,11 +181,6 @@ def _links_refused(db: Session, app: App, address: str) -> str | None:
     return None
 
 
-def _describe(app: App, intents: list[str]) -> str:
-    known = app.classifier.intents
-    return "; ".join(known.get(i).description.rstrip(".").lower() for i in intents)
-
-
 def _send_link(
     app: App, request_id: int, address: str, token: str, secret: str, base_url: str
 ) -> ChatAnswer:
@@ -202,14 +190,17 @@ def _send_link(
             db.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LINK_LOCK})
         request = db.get(ChatRequest, request_id, with_for_update=True)
         assert request is not None
-        refused = _links_refused(db, app, address)
+        language = request.language
+        refused = _links_refused(db, app, address, language)
         if refused is not None:
             return ChatAnswer(refused, list(request.intents), [], token, waiting_for="address")
         link = f"{base_url.rstrip('/')}/chat/confirm/{confirm_token(secret, request)}"
-        # Rendered without the reply reflow: it would break the long link across lines.
-        # Nothing the visitor wrote goes into it: only the intents, in our words, and the link.
-        body = app.replies.env.get_template("chat/confirm.txt.j2").render(
-            actions=_describe(app, list(request.intents)),
+        # Nothing the visitor wrote goes into it: only the intents, in our words, and the link
+        # (on a line of its own, never broken).
+        body = app.replies.render(
+            "chat/confirm.txt.j2",
+            language,
+            intents=list(request.intents),
             link=link,
             hours=LINK_HOURS,
             address=app.settings.address,
@@ -217,9 +208,10 @@ def _send_link(
         mail = compose_reply(
             from_addr=app.settings.address,
             to_addr=address,
-            subject="Please confirm your privacy request",
+            subject=app.replies.says(SAYS, language, "confirm_subject"),
             body=body,
             domain=app.settings.domain,
+            language=app.replies.language(language),
         )
         row = queue_outgoing(db, mail, to_addr=address, kind="confirm")
         request.address = address
@@ -231,11 +223,7 @@ def _send_link(
         )  # fmt: skip
         intents = list(request.intents)
     app.outbox_ready.set()
-    reply = (
-        f"Thank you. We have sent a confirmation link to {address}. Follow it within "
-        f"{LINK_HOURS} hours to make your request; until then nothing is done. If the "
-        "address is not yours, nothing will happen."
-    )
+    reply = app.replies.says(SAYS, language, "link_sent", address=address, hours=LINK_HOURS)
     return ChatAnswer(reply, intents, [], token, waiting_for="confirmation")
 
 

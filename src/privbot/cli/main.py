@@ -310,7 +310,8 @@ def _ask(args: argparse.Namespace, settings: Settings) -> int:
         print("privbot: ask: give a question, e.g. privbot ask \"Do you use cookies?\"",
               file=sys.stderr)  # fmt: skip
         return 2
-    understanding, body = answer_text(_understanding_app(settings), text)
+    answer = answer_text(_understanding_app(settings), text)
+    understanding, body = answer.understanding, answer.body
     print(f"[{', '.join(understanding.intents)}; language {understanding.language}; "
           f"confidence {understanding.confidence:.2f}]\n")  # fmt: skip
     print(body, end="")

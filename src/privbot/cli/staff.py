@@ -69,6 +69,11 @@ def register(sub: Any, tickets: Any) -> None:
         + [f"others: {', '.join(DEFAULT_STATUSES)}"]
     ))  # fmt: skip
     p.add_argument("--as", dest="actor", help=by)
+    p = command(tickets, "language", _tickets_language,
+                "set the language of every later mail on a ticket (e.g. de)")  # fmt: skip
+    p.add_argument("id", type=_ticket_id)
+    p.add_argument("language", help="a language privbot has replies in (replies/<code>/)")
+    p.add_argument("--as", dest="actor", help=by)
     p = command(tickets, "reply", _tickets_reply, "queue a reply to the requester")
     p.add_argument("id", type=_ticket_id)
     group = p.add_mutually_exclusive_group(required=True)
@@ -336,6 +341,17 @@ def _tickets_status(args: argparse.Namespace, settings: Settings) -> int:
     def run(app: App) -> str:
         ticket = actions.set_status(app, args.id, args.status, actor=_actor(args, settings, app))
         return f"{ref(args.id)} is {ticket.status}"
+
+    return _review(args, settings, run)
+
+
+def _tickets_language(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "language"
+
+    def run(app: App) -> str:
+        actor = _actor(args, settings, app)
+        ticket = actions.set_language(app, args.id, args.language, actor=actor)
+        return f"{ref(args.id)} is written to in {ticket.language}"
 
     return _review(args, settings, run)
 

@@ -69,6 +69,7 @@ def compose_reply(
     in_reply_to: str | None = None,
     references: tuple[str, ...] = (),
     automatic: bool = True,
+    language: str | None = None,
 ) -> Reply:
     # compat32's MIMEText: the modern header registry costs milliseconds per reply, and
     # every header here is either plain ASCII or encoded explicitly below.
@@ -94,6 +95,8 @@ def compose_reply(
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"
     msg["X-Loop"] = from_addr
+    if language and language.isascii() and language.replace("-", "").isalnum():
+        msg["Content-Language"] = language  # RFC 3282: what the reply is written in
     return Reply(message_id, subject, msg)
 
 

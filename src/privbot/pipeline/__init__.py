@@ -244,6 +244,7 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
                     opt_outs_unverified=not verdict.failed)  # fmt: skip
     ticket, how = find_thread(session, sender=parsed.from_addr, subject=parsed.subject, refs=refs)
     joined = ticket is not None
+    earlier = tuple(ticket.intents or ()) if ticket is not None else None
     automatic = not decision.needs_staff and not joined  # answered in full, nothing to do
     if ticket is None:
         ticket = open_ticket(
@@ -281,7 +282,7 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
         record(session, "resolved_automatically", ticket=ticket, message=message)
 
     # reply: one message that answers everything asked
-    reply = queue_answer(app, session, message, parsed, ticket, joined, understanding, decision,
+    reply = queue_answer(app, session, message, parsed, ticket, earlier, understanding, decision,
                          verified=verdict.result == "pass")  # fmt: skip
     _done(message, parsed, MessageStatus.HANDLED, None, ticket)
     message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]

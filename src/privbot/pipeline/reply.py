@@ -1,14 +1,17 @@
 """The one automatic answer to a handled message: one part per thing asked, each with the
 policy's own words, rendered, composed and queued in the outbox (unless the cap holds it).
 
-Each part names its template (`replies/intents/<intent>.txt.j2`) and carries what that
-template quotes. Citations are always the policy's exact words with their heading. Whether
+Each part names its template (`replies/<language>/intents/<intent>.txt.j2`) and carries
+what that template quotes. The reply is in the ticket's language (the first message's, or
+what staff set), else the language of this message. Citations are always the policy's
+exact words with their heading, in English (the policy exists only in English). Whether
 a request quotes its whole sections (the fee AND the evidence of identity) or the
 best-matching clauses is the intent file's `quote`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,13 +35,14 @@ def queue_answer(
     message: Message,
     parsed: ParsedMessage,
     ticket: Ticket,
-    joined: bool,
+    earlier: tuple[str, ...] | None,
     understanding: Classification,
     decision: Plan,
     verified: bool = True,
 ) -> int | None:
     """Compose the reply into the outbox, unless the per-sender cap says enough.
 
+    `earlier`: on a follow-up, the intents its ticket had before (None: a new ticket).
     `verified`: the sender is proven to be From; else an opt-out's confirmation says how
     to undo it. Returns the outbox row's id, or None when the cap held the reply back.
     """
@@ -51,19 +55,24 @@ def queue_answer(
     if held is not None:
         record(session, "reply_suppressed", ticket=ticket, message=message, reason=held)
         return None
+    files = tuple(a.filename for a in parsed.attachments if a.filename)
+    parts = reply_parts(app, understanding, decision, earlier, files)
+    language = app.replies.language(ticket.language or understanding.language)
     body = app.replies.render(
         "answer.txt.j2",
+        language,
         # What the sender wrote, repeated to whatever From was forged: one short line.
         name=one_line(parsed.from_name, NAME_LIMIT),
         subject=one_line(parsed.subject, SUBJECT_LIMIT),
         ticket_id=ticket.id,
         address=settings.address,
         requester=to,
-        joined=joined,
+        joined=earlier is not None,
         needs_staff=decision.needs_staff,
-        due_date=ticket.due_at.strftime("%d %B %Y") if ticket.due_at else "",
-        parts=reply_parts(app, understanding, decision, joined),
+        due_date=ticket.due_at,
+        parts=parts,
         verified=verified,
+        quotes_policy=any(p["citations"] for p in parts),
     )
     reply = compose_reply(
         from_addr=settings.address,
@@ -73,6 +82,7 @@ def queue_answer(
         domain=settings.domain,
         in_reply_to=parsed.message_id,
         references=parsed.references,
+        language=language,
     )
     row = queue_outgoing(
         session, reply, to_addr=to, kind="auto", ticket_id=ticket.id,
@@ -109,11 +119,27 @@ def in_policy_order(app: App, cites: list[Citation]) -> tuple[Citation, ...]:
     return tuple(sorted(cites, key=lambda c: order.get((c.heading, c.letter, c.text), 0)))
 
 
+# Files named in a reply (a follow-up's evidence of identity): how many and how long.
+FILES_SHOWN = 5
+FILE_NAME_LIMIT = 60
+
+
 def reply_parts(
-    app: App, understanding: Classification, decision: Plan, joined: bool
+    app: App,
+    understanding: Classification,
+    decision: Plan,
+    earlier: tuple[str, ...] | None = None,
+    files: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
+    """The parts of the reply, one per thing asked.
+
+    `earlier`: on a follow-up, the intents its ticket already had (None: a new ticket).
+    What was answered before is not answered again; an opt-out is confirmed each time it
+    is applied; files sent on a request for a copy of the data are acknowledged as the
+    evidence of identity that request asked for. `files`: the message's attachment names.
+    """
     intents = app.classifier.intents
-    used: set[Citation] = set()
+    used: set[tuple[str, str]] = set()  # (heading, text): no clause is quoted twice
     parts: list[dict[str, Any]] = []
     unverified = {"intent": "unverified", "template": "intents/unverified.txt.j2", "citations": ()}
     if decision.doubt is not None and not decision.opt_out_scopes:
@@ -124,9 +150,25 @@ def reply_parts(
         part = _part("opt_out", (), understanding, decision)
         rest = [{**unverified, "rest": True}] if decision.needs_staff else []
         return [part, *rest]
-    if understanding.low_confidence:
-        return [{"intent": "review", "template": "intents/review.txt.j2", "citations": ()}]
-    for name in decision.intents:
+    review = {"intent": "review", "template": "intents/review.txt.j2", "citations": ()}
+    if understanding.low_confidence and not (earlier is not None and files):
+        # Nothing is done; but what the policy says about a question is said all the same
+        # (or that it says nothing): it is information, and a person reads the rest.
+        return [review, *_question_part(app, understanding, decision, used)]
+    asked = list(decision.intents)
+    if earlier is not None:
+        if files and "data_access" in (*earlier, *asked):
+            evidence = tuple(one_line(f, FILE_NAME_LIMIT) for f in files[:FILES_SHOWN])
+            parts.append(
+                {"intent": "evidence_received", "template": "intents/evidence_received.txt.j2",
+                 "citations": (), "files": evidence}
+            )  # fmt: skip
+            asked = [n for n in asked if n != "data_access"]
+        # Already on the ticket: answered when it was opened; a new question is answered.
+        asked = [n for n in asked if n in ("opt_out", "question") or n not in earlier]
+        if understanding.low_confidence:
+            return parts
+    for name in asked:
         if name == "question":
             continue  # answered last, with what the requests did not already quote
         intent = intents.get(name)
@@ -137,16 +179,38 @@ def reply_parts(
             )  # fmt: skip
         else:
             cites = tuple(c for c in understanding.citations if c.heading in intent.policy_sections)
-        used.update(cites)
+        cites = _unquoted(cites, used)
         parts.append(_part(name, cites, understanding, decision))
-    if "question" in decision.intents:
-        cites = in_policy_order(app, [c for c in understanding.citations if c not in used])
-        answered = bool(cites) and not understanding.unanswered_question
-        part = _part("question", cites if answered else (), understanding, decision)
-        parts.append({**part, "answered": answered})
-    if joined and decision.intents == ("other",):
+    if "question" in asked:
+        parts += _question_part(app, understanding, decision, used)
+    if earlier is not None and all(p["intent"] == "other" for p in parts):
         return []  # a follow-up with nothing new to act on: the opening line says it all
     return parts
+
+
+def _question_part(
+    app: App, understanding: Classification, decision: Plan, used: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The answer to a question: the policy's passages not quoted yet, or that it is silent."""
+    if "question" not in decision.intents:
+        return []
+    found = in_policy_order(app, list(understanding.citations))
+    answered = bool(found) and not understanding.unanswered_question
+    cites = _unquoted(found, used)
+    if answered and not cites:
+        return []  # a request's part above quoted the answer already
+    part = _part("question", cites if answered else (), understanding, decision)
+    return [{**part, "answered": answered}]
+
+
+def _unquoted(cites: tuple[Citation, ...], used: set[tuple[str, str]]) -> tuple[Citation, ...]:
+    """The citations not yet quoted in this reply (the same clause once, however found)."""
+    fresh = []
+    for c in cites:
+        if (c.heading, c.text) not in used:
+            used.add((c.heading, c.text))
+            fresh.append(c)
+    return tuple(fresh)
 
 
 def _part(
@@ -162,17 +226,28 @@ def _part(
     }
 
 
-def answer_text(app: App, text: str) -> tuple[Classification, str]:
+@dataclass(frozen=True)
+class Answer:
+    """What `privbot ask` and the chat say to a text, and what it quotes."""
+
+    understanding: Classification
+    body: str
+    sections: tuple[str, ...]  # the policy headings quoted, in order
+
+
+def answer_text(app: App, text: str) -> Answer:
     """The answer to a question asked in words (`privbot ask`, the chat): nothing is applied."""
     understanding = app.classifier.classify(text)
     decision = plan(understanding, app.classifier.intents, sender="")
-    parts = reply_parts(app, understanding, decision, joined=False)
+    parts = reply_parts(app, understanding, decision)
     if decision.intents == ("other",) and not understanding.low_confidence:
         parts = []
-    descriptions = {
-        i.name: i.description.rstrip(".").lower() for i in app.classifier.intents.intents
-    }
     body = app.replies.render(
-        "ask.txt.j2", parts=parts, address=app.settings.address, descriptions=descriptions
+        "ask.txt.j2",
+        understanding.language,
+        parts=parts,
+        address=app.settings.address,
+        quotes_policy=any(p["citations"] for p in parts),
     )
-    return understanding, body
+    cited = (c.heading for p in parts for c in p["citations"])
+    return Answer(understanding, body, tuple(dict.fromkeys(cited)))

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 
 import jinja2
 from sqlalchemy import select
@@ -70,6 +68,26 @@ def set_status(app: App, ticket_id: int, status: str, *, actor: str) -> Ticket:
         return ticket
 
 
+def set_language(app: App, ticket_id: int, language: str, *, actor: str) -> Ticket:
+    """The language every later mail on the ticket is written in (one privbot has replies
+    for): the requester's, when privbot guessed it wrong."""
+    language = language.strip().lower()
+    if language not in app.replies.languages:
+        raise ReviewError(
+            f"no replies in {language!r}; one of: {', '.join(sorted(app.replies.languages))}"
+        )
+    with app.sessions.begin() as session:
+        ticket = locked_ticket(session, ticket_id)
+        previous = ticket.language
+        if previous == language:
+            return ticket
+        ticket.language = language
+        touch(ticket)
+        record(session, "language_set", ticket=ticket, actor=actor, to=language,
+               previous=previous)  # fmt: skip
+        return ticket
+
+
 def add_note(app: App, ticket_id: int, text: str, *, actor: str) -> None:
     text = text.strip()
     if not text:
@@ -113,9 +131,7 @@ def extend_deadline(app: App, ticket_id: int, months: int, reason: str, *, actor
             previous=previous.isoformat(), due=ticket.due_at.isoformat(), reason=reason,
         )  # fmt: skip
         due_at = ticket.due_at
-    body = render_template(
-        app, ticket_id, "extension", actor=actor, reason=reason, due_date=date_text(due_at)
-    )
+    body = render_template(app, ticket_id, "extension", actor=actor, reason=reason, due_date=due_at)
     draft = draft_reply(app, ticket_id, body)
     with app.sessions.begin() as session:
         ticket = locked_ticket(session, ticket_id)
@@ -226,16 +242,11 @@ def _chosen(values: list[str], known: Sequence[str], what: str) -> list[str]:
 
 
 def staff_templates(app: App) -> list[str]:
-    """Names of the reply templates staff may start from (replies/staff/*.txt.j2)."""
-    folder = Path(app.replies.folder) / STAFF_TEMPLATES
-    return sorted(
-        p.name.removesuffix(".txt.j2")
-        for p in folder.glob("*.txt.j2")
-        if not p.name.startswith("_")
-    )
+    """Names of the reply templates staff may start from (replies/<lang>/staff/*.txt.j2)."""
+    return app.replies.names(STAFF_TEMPLATES)
 
 
-def render_template(app: App, ticket_id: int, name: str, *, actor: str, **extra: str) -> str:
+def render_template(app: App, ticket_id: int, name: str, *, actor: str, **extra: object) -> str:
     """A staff template filled in for this ticket: the starting text of a reply."""
     if name not in staff_templates(app):
         raise ReviewError(f"no reply template {name!r}")
@@ -251,13 +262,14 @@ def render_template(app: App, ticket_id: int, name: str, *, actor: str, **extra:
             "subject": ticket.subject,
             "address": app.settings.address,
             "requester": ticket.requester,
-            "due_date": date_text(ticket.due_at),
+            "due_date": ticket.due_at,
             "staff": actor,
             "reason": "",
             **extra,
         }
+        language = ticket.language  # the requester's: every later mail on the ticket
     try:
-        return app.replies.render(f"{STAFF_TEMPLATES}/{name}.txt.j2", **context)
+        return app.replies.render(f"{STAFF_TEMPLATES}/{name}.txt.j2", language, **context)
     except jinja2.TemplateError as exc:
         raise ReviewError(f"template {name}: {exc}") from None
 
@@ -334,6 +346,7 @@ def queue_draft(
         in_reply_to=draft.in_reply_to,
         references=draft.references,
         automatic=False,  # a person wrote it: auto-responders may answer, as to any mail
+        language=app.replies.language(ticket.language),
     )
     row = queue_outgoing(
         session, reply, to_addr=draft.to, kind="staff", ticket_id=ticket.id,
@@ -371,7 +384,3 @@ def sender_name(message: Message | None) -> str:
         return parse_message(message.raw).from_name
     except ParseError:
         return ""
-
-
-def date_text(moment: datetime | None) -> str:
-    return moment.strftime("%d %B %Y") if moment else ""

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from privbot import optouts
+from privbot.replies import language_name
 from privbot.staff import actions, auth, views
 from privbot.tickets import parse_ref, ref, statuses_for
 from privbot.web.security import StaffForm, StaffPage, StaffUser, state
@@ -44,6 +45,7 @@ DONE = {
     "extended": "Deadline extended; the requester is told in a reply now in the outbox.",
     "replied": "Reply queued in the outbox.",
     "noted": "Note added.",
+    "language": "Language set: later mails on this ticket are written in it.",
     "reclassified": "Reclassified; the message is now an example the classifier learns from.",
     "optout": "Opt-out recorded.",
     "optout_undone": "Opt-out withdrawn.",
@@ -106,6 +108,7 @@ def _ticket_page(
         done=done, draft=draft, preview=preview, template=template,
         templates=actions.staff_templates(app), statuses=statuses_for(ticket["type"]),
         staff=staff, intents=app.classifier.intents.names, scopes=optouts.SCOPES,
+        languages=[(c, language_name(c)) for c in sorted(app.replies.languages)],
         suppressed=optouts.status(app.sessions, ticket["requester"])["scopes"],
     )  # fmt: skip
 
@@ -173,6 +176,16 @@ async def set_status(
     status: str = Form(""),
 ) -> Response:
     return await _review(request, user, ticket_id, "status", actions.set_status, status)
+
+
+@router.post("/tickets/{ticket_id}/language")
+async def set_language(
+    request: Request,
+    user: StaffForm,
+    ticket_id: TicketId,
+    language: str = Form("", max_length=8),
+) -> Response:
+    return await _review(request, user, ticket_id, "language", actions.set_language, language)
 
 
 @router.post("/tickets/{ticket_id}/extend")
