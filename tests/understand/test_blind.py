@@ -38,12 +38,12 @@ LANGUAGES = {
 
 # (exact intent sets overall, worst language, confidently wrong at most, unasked actions per
 # 200 mails at most, machine mails answered at most, people screened at most)
-# Measured 2026-12-02 on batch6 (the freshest; see its README), final code: 85.6% exact,
-# worst language 77%, confidently wrong 4.0%, 2.1 unasked actions per 200, 5 machine mails
-# answered, 2 people screened. Batches 1-5 are now in the example bank: floors on them
+# Measured 2026-12-02 on batch7 (the freshest; see its README), once: 89.0% exact, worst
+# language 80%, confidently wrong 2.5%, 2.9 unasked actions per 200, 3 machine mails
+# answered, no person screened. Batches 1-6 are now in the example bank: floors on them
 # would measure the bank, not mail nobody tuned for.
 FLOORS = {
-    "batch6": (0.83, 0.72, 0.05, 3.0, 7, 4),
+    "batch7": (0.87, 0.76, 0.035, 3.5, 4, 2),
 }
 
 
@@ -82,6 +82,11 @@ def test_blind_floors(app: App, batch: str) -> None:
     assert len(report.unasked_actions) / len(report.judged) * 200 <= unasked, summary
     assert len(report.machines_answered) <= machines, summary
     assert len(report.people_screened) <= people, summary
+    # No reply quotes a clause twice; every reply to a person is in a language we write.
+    people_seen = [j for j in report.judged if not j.mail.skip and not j.seen.screened]
+    assert not [j.mail.id for j in people_seen if j.seen.quoted_twice], summary
+    native = sum(j.seen.language == j.mail.language for j in people_seen)
+    assert native >= 0.98 * len(people_seen), summary
 
 
 def test_the_newest_batch_is_what_eval_reports() -> None:

@@ -14,6 +14,7 @@ from privbot.mail.parse import ParseError, parse_message
 from privbot.mail.parsed import ParsedMessage
 from privbot.mail.screen import ScreenContext, screen
 from privbot.pipeline.plan import plan
+from privbot.pipeline.reply import reply_parts
 from privbot.understand import Classification
 from privbot.understand.blind import Seen
 
@@ -94,12 +95,17 @@ def foresee(app: App, raw: bytes) -> Seen:
     requests = app.classifier.intents.requests
     applied = bool(decision.opt_out_scopes)
     tickets = frozenset() if u.low_confidence else frozenset(decision.intents) & requests
+    # What the reply would quote and say: its parts, as the pipeline builds them.
+    parts = reply_parts(app, u, decision)
+    quoted = [(c.heading, c.text) for part in parts for c in part["citations"]]
     return Seen(
         screened=False,
         intents=frozenset(decision.intents),
         low_confidence=u.low_confidence,
-        sections=frozenset(u.sections),
-        unanswered=u.unanswered_question or not u.citations,
+        sections=frozenset(heading for heading, _ in quoted),
+        unanswered=any(p["intent"] == "question" and not p["answered"] for p in parts),
         opt_out_applied=applied,
         request_tickets=tickets - ({"opt_out"} if applied else frozenset()),
+        language=app.replies.language(u.language),
+        quoted_twice=len(quoted) != len(set(quoted)),
     )

@@ -48,8 +48,10 @@ class Seen:
     screened: bool
     intents: frozenset[str] = frozenset()
     low_confidence: bool = False
-    sections: frozenset[str] = frozenset()
+    sections: frozenset[str] = frozenset()  # the policy sections the reply quotes
     unanswered: bool = False  # the reply says the policy has no answer (staff will)
+    language: str = ""  # the language the reply is written in
+    quoted_twice: bool = False  # the reply quotes one clause more than once
     opt_out_applied: bool = False
     request_tickets: frozenset[str] = frozenset()  # requests staff would get a ticket for
 
@@ -237,6 +239,11 @@ class BlindReport:
         answerable, gaps = self._questions(True), self._questions(False)
         out.append(f"  question sections hit: {self.section_hit:.0%} of {len(answerable)}; "
                    f"honest gap: {self.honest_gap:.0%} of {len(gaps)}")  # fmt: skip
+        people = [j for j in rows if not j.mail.skip and not j.seen.screened]
+        native = sum(j.seen.language == j.mail.language for j in people)
+        twice = sum(j.seen.quoted_twice for j in people)
+        out.append(f"  replies in the writer's language: {native} of {len(people)}; "
+                   f"quoting a clause twice: {twice}")  # fmt: skip
         out += _confusion(rows, self.intent_names)
         return "\n".join(out)
 

@@ -21,6 +21,7 @@ from rapidfuzz import fuzz
 from privbot.understand.concepts import STEMMERS, Concepts
 from privbot.understand.cues import LanguageCues, compile_phrases, dedupe_phrases
 from privbot.understand.intents import (
+    ANY_LANGUAGE,
     PHRASE_TABLES,
     Intents,
     IntentsError,
@@ -176,9 +177,7 @@ class Classifier:
             and set(phrases.intents) == set(learned.intents)
             and all(probabilities.get(n, 0.0) >= ACCEPT_P for n in learned.intents)
             and not learned.unanswered_question
-            and (
-                "other" in learned.intents or probabilities.get("other", 0.0) < OTHER_DOUBT_P
-            )
+            and ("other" in learned.intents or probabilities.get("other", 0.0) < OTHER_DOUBT_P)
         ):
             # Both layers read the same request, the phrase lists surely ("unsubscribe
             # ann@example.org"): two readings that agree are surer than the model alone.
@@ -269,6 +268,21 @@ class Classifier:
             **phrase_features(phrases),
             **length_features(text, sentences),
         }
+
+    def _language_of_short_text(
+        self, guess: str, matches: Sequence[Match], sentences: Sequence[Sentence]
+    ) -> str:
+        """A short text's language: the one its phrases and concept words are of, when the
+        language model's guess has none of them ("Abmelden." reads as Dutch to it)."""
+        tokens = [t for s in sentences for t in s.tokens]
+        if len(tokens) > SHORT_TEXT_WORDS:
+            return guess
+        spoken = {m.language for m in matches if m.weight > 0 and m.language != ANY_LANGUAGE}
+        if self.concepts is not None:
+            spoken |= self.concepts.languages_of(tokens)
+        if guess in spoken or not spoken:
+            return guess
+        return spoken.pop() if len(spoken) == 1 else guess
 
     def _phrases(
         self,
@@ -379,7 +393,7 @@ class Classifier:
             self.intents,
             self.policy_index,
             sentences,
-            language,
+            self._language_of_short_text(language, matches, sentences),
             scores,
             decisive,
             asked,
@@ -395,6 +409,11 @@ class Classifier:
 
 
 KEEP_MODELS = 3
+# Up to this many words, a mail's language is that of the phrases it matched, when they are
+# all of one language: "Abmelden." is too short for the language model (it reads Dutch).
+SHORT_TEXT_WORDS = 8
+
+
 # Features that show the sender named an action (learned.py's names): an object alone
 # ("multipart mail") asks for nothing.
 GROUNDS = ("c:act_", "c:state_", "subj:c:act_", "subj:c:state_", "strong:")

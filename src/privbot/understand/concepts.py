@@ -80,6 +80,25 @@ class Concepts:
                     ]
         return list(dict.fromkeys(found))
 
+    def languages_of(self, tokens: Sequence[str]) -> frozenset[str]:
+        """The languages whose lexicon has an action or object word among `tokens`, as
+        written (no typo matching): for a text too short for the language model."""
+        found = set()
+        for lang, index in self.by_language.items():
+            stems = [stem(lang, t) for t in tokens]
+            prefixed = self.prefixes.get(lang, {})
+            if any(
+                e.concept.startswith(("act_", "obj_")) and _matches(e, tokens, stems, i)
+                for i in range(len(tokens))
+                for e in (
+                    *index.get(stems[i], ()),
+                    *prefixed.get(tokens[i][:2], ()),
+                    *prefixed.get(tokens[i][:PREFIX_KEY], ()),
+                )
+            ):
+                found.add(lang)
+        return frozenset(found)
+
     def _nearest(self, language: str, word: str) -> str | None:
         """The one-word entry a typo is one edit from ("remvoe": remove), if any."""
         key = (language, word)

@@ -149,9 +149,7 @@ def spam(
         # Acted on: a request read surely enough to act (a low-confidence reading goes to
         # staff and does nothing). Screened: spam, or machine wording (no reply at all).
         screened = result.spam or result.machine
-        acted = (
-            bool(set(result.intents) & requests) and not result.low_confidence and not screened
-        )
+        acted = bool(set(result.intents) & requests) and not result.low_confidence and not screened
         correct = not acted and (screened or row["label"] == "nice")
         out.append(
             Outcome(

@@ -323,10 +323,11 @@ def decide_learned(
         # request: a person complaining about our offers uses the same words. A request
         # in a mail full of them is bait or a complaint; staff decide, nothing is applied.
         spam=phrases.spam and not requests,
+        # A question the policy does not answer is not doubt: it goes to staff (the plan), and
+        # the reply says honestly that a person will answer it.
         low_confidence=(
             confidence < CONFIDENT_P
             or other_doubt  # a separate matter may be there: staff look
-            or (unanswered and "question" in chosen)
             or (bool(requests) and not grounded)  # a request the words did not name
             or (bool(requests) and phrases.spam)
         ),
