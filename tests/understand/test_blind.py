@@ -37,13 +37,14 @@ LANGUAGES = {
 }
 
 # (exact intent sets overall, worst language, confidently wrong at most, unasked actions per
-# 200 mails at most, machine mails answered at most, people screened at most)
-# Measured 2026-12-02 on batch7 (the freshest; see its README), once: 89.0% exact, worst
-# language 80%, confidently wrong 2.5%, 2.9 unasked actions per 200, 3 machine mails
-# answered, no person screened. Batches 1-6 are now in the example bank: floors on them
+# 200 mails at most, machine mails answered at most, people screened at most, question
+# sections hit, honest gaps)
+# Measured 2026-12-02 on batch8 (the freshest; see its README), once: 87.1% exact, worst
+# language 73%, confidently wrong 3.3%, 1.2 unasked actions per 200, 3 machine mails
+# answered, 1 person screened; question sections hit 84%, honest gap 84%. Batches 1-7 are now in the example bank: floors on them
 # would measure the bank, not mail nobody tuned for.
 FLOORS = {
-    "batch7": (0.87, 0.76, 0.035, 3.5, 4, 2),
+    "batch8": (0.85, 0.70, 0.045, 2.5, 4, 2, 0.80, 0.78),
 }
 
 
@@ -74,7 +75,7 @@ def test_every_batch_is_well_formed() -> None:
 @pytest.mark.parametrize("batch", sorted(FLOORS))
 def test_blind_floors(app: App, batch: str) -> None:
     report: BlindReport = blind_report(app, BLIND / batch)
-    exact, worst, wrong, unasked, machines, people = FLOORS[batch]
+    exact, worst, wrong, unasked, machines, people, sections, gaps = FLOORS[batch]
     summary = report.format()
     assert report.exact >= exact, summary
     assert min(report.exact_by_language().values()) >= worst, summary
@@ -82,6 +83,7 @@ def test_blind_floors(app: App, batch: str) -> None:
     assert len(report.unasked_actions) / len(report.judged) * 200 <= unasked, summary
     assert len(report.machines_answered) <= machines, summary
     assert len(report.people_screened) <= people, summary
+    assert report.section_hit >= sections and report.honest_gap >= gaps, summary
     # No reply quotes a clause twice; every reply to a person is in a language we write.
     people_seen = [j for j in report.judged if not j.mail.skip and not j.seen.screened]
     assert not [j.mail.id for j in people_seen if j.seen.quoted_twice], summary
