@@ -41,8 +41,8 @@ LANGUAGES = {
 # sections hit, honest gaps)
 # Measured 2026-12-02 on batch8 (the freshest; see its README), once: 87.1% exact, worst
 # language 73%, confidently wrong 3.3%, 1.2 unasked actions per 200, 3 machine mails
-# answered, 1 person screened; question sections hit 84%, honest gap 84%. Batches 1-7 are now in the example bank: floors on them
-# would measure the bank, not mail nobody tuned for.
+# answered, 1 person screened; question sections hit 84%, honest gap 84%. Batches 1-7 are
+# now in the example bank: floors on them would measure the bank, not mail nobody tuned for.
 FLOORS = {
     "batch8": (0.85, 0.70, 0.045, 2.5, 4, 2, 0.80, 0.78),
 }
