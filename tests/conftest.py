@@ -149,3 +149,13 @@ def corpora() -> Path:
     if not CORPORA_DIR.is_dir():
         unavailable(f"the shared corpora directory {CORPORA_DIR} is absent")
     return CORPORA_DIR
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Train the shipped classifier once, before any test's time limit runs: on a fresh
+    checkout the first App would train it inside one test's 300 s (minutes on 2 cores
+    when the bank has grown). Later Apps load the cached model in a second."""
+    from privbot.app import load_understanding
+    from privbot.config import load_settings
+
+    load_understanding(load_settings({}))
