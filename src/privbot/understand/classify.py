@@ -52,6 +52,7 @@ from privbot.understand.scoring import (
     WEIGHTS,
     Classification,
     Match,
+    cited,
     decide,
     decide_learned,
     model_info,
@@ -150,7 +151,20 @@ class Classifier:
             # citing the law where the phrase lists are sure (they were written from such
             # letters): the phrase lists' reading stands.
             full = self._phrases(new_text, subject, all_sentences)
-            if phrases.language not in STEMMERS or phrases_stand(full):
+            if phrases.language not in STEMMERS:
+                return replace(full, **model_info(probabilities, evidence))
+            if phrases_stand(full):
+                # Its intents stand; what answers a question is still the section model's
+                # call ("who is your DPO?" cites the law, and the policy is silent on it).
+                if "question" in full.intents and self.sections_model is not None:
+                    section_p = self.sections_model.probabilities(features, text, grams)
+                    citations, sections, unanswered = cited(
+                        self.intents, self.policy_index, full.intents, sentences, section_p
+                    )
+                    full = replace(
+                        full, citations=citations, sections=sections,
+                        unanswered_question=unanswered,
+                    )  # fmt: skip
                 return replace(full, **model_info(probabilities, evidence))
         section_p = None
         if self.sections_model is not None and probabilities.get("question", 0.0) >= ACCEPT_P:

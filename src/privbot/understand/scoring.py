@@ -231,7 +231,7 @@ MACHINE_P = 0.6
 UNGROUNDED_P = 0.9  # a request whose words name no action: read (never acted on) only this sure
 MACHINE_SURE_P = 0.95  # machine without any of the lexicon's machine words
 # Sections: the likeliest answers, each at least SECTION_P and SECTION_RELATIVE of the best.
-SECTION_P = 0.3
+SECTION_P = 0.2
 SECTION_RELATIVE = 0.5
 MAX_SECTIONS = 3
 NO_ANSWER = "none"  # the section label of a question the policy does not answer
@@ -292,18 +292,9 @@ def decide_learned(
         if n in chosen or n != "other"
     )
     other_doubt = "other" not in chosen and p.get("other", 0.0) >= OTHER_DOUBT_P
-    question_sentences = [
-        i for i, s in enumerate(sentences) if s.text.rstrip().endswith("?")
-    ] or list(range(len(sentences)))
-    actions = [n for n in chosen if n != "question"]
-    citations, sections, unanswered = cite(
-        intents_data, policy_index, actions, sentences, question_sentences, {}
+    citations, sections, unanswered = cited(
+        intents_data, policy_index, chosen, sentences, section_p
     )
-    if "question" in chosen:
-        question = " ".join(sentences[i].text for i in question_sentences)
-        found, unanswered = _answer(policy_index, question, section_p)
-        citations = (*citations, *(c for c in found if c not in citations))
-        sections = tuple(dict.fromkeys((*sections, *(c.heading for c in found))))
     scopes = (phrases.opt_out_scopes or ("marketing_email",)) if "opt_out" in chosen else ()
     change = None
     if "correction" in chosen:
@@ -339,6 +330,31 @@ def decide_learned(
         machine=machine,
         **model_info(p, evidence),  # type: ignore[arg-type]
     )
+
+
+def cited(
+    intents_data: Intents,
+    policy_index: PolicyIndex,
+    chosen: Sequence[str],
+    sentences: Sequence[Sentence],
+    section_p: dict[str, float] | None,
+) -> tuple[tuple[Citation, ...], tuple[str, ...], bool]:
+    """(citations, sections, a question the policy does not answer) for the chosen intents:
+    each request's own sections, and for a question what the section model says answers it
+    (the policy is silent: none)."""
+    question_sentences = [
+        i for i, s in enumerate(sentences) if s.text.rstrip().endswith("?")
+    ] or list(range(len(sentences)))
+    actions = [n for n in chosen if n != "question"]
+    citations, sections, unanswered = cite(
+        intents_data, policy_index, actions, sentences, question_sentences, {}
+    )
+    if "question" in chosen:
+        question = " ".join(sentences[i].text for i in question_sentences)
+        found, unanswered = _answer(policy_index, question, section_p)
+        citations = (*citations, *(c for c in found if c not in citations))
+        sections = tuple(dict.fromkeys((*sections, *(c.heading for c in found))))
+    return citations, sections, unanswered
 
 
 def _answer(
