@@ -22,7 +22,7 @@ import httpx
 import psycopg
 
 from bench.harness import bar, summary
-from privbot import db
+from privbot import db, search
 from privbot.cli import listings
 from privbot.staff import auth, views
 from privbot.web.server import WebServer
@@ -42,19 +42,37 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "outbox": ("id", "message_id", "ticket_id", "reply_to_message", "in_reply_to", "to_addr",
                "subject", "raw", "kind", "status", "attempts", "next_attempt_at", "created_at",
                "sent_at"),
+    "ticket_search": ("ticket_id", "head", "body"),
 }  # fmt: skip
+# Words that make searches of every breadth: a city is in 1 ticket of 100, an order
+# number in a few, "delete" in all of them.
+CITIES = tuple(f"{name}{n}" if n else name for n in range(2) for name in (
+    "Leeds", "Lyon", "Porto", "Gent", "Graz", "Bern", "Turku", "Aarhus", "Brno", "Cluj",
+    "Bilbao", "Bari", "Malmo", "Utrecht", "Dublin", "Krakow", "Sevilla", "Nantes", "Essen",
+    "Basel", "Tampere", "Odense", "Ostrava", "Iasi", "Girona", "Parma", "Lund", "Delft",
+    "Cork", "Gdansk", "Murcia", "Lille", "Bonn", "Linz", "Espoo", "Aalborg", "Plzen", "Arad",
+    "Vigo", "Pisa", "Umea", "Leiden", "Galway", "Lodz", "Cadiz", "Reims", "Kiel", "Wels",
+    "Oulu", "Vejle",
+))  # fmt: skip
 
 
 def _naive(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None)
 
 
+def _text(i: int) -> str:
+    """What the person wrote in message `i` (above their sign-off)."""
+    return (
+        f"Hello,\r\n\r\nplease tell me what you store about me and delete my account {i}.\r\n"
+        f"I live in {CITIES[i % len(CITIES)]}; my order was ord{i * 7919 % 20_000}.\r\n"
+    )
+
+
 def _raw(i: int, sender: str, subject: str) -> bytes:
     return (
         f"From: {sender}\r\nTo: support@junocloud.me\r\nSubject: {subject}\r\n"
         f"Message-ID: <m{i}@example.org>\r\nDate: Mon, 3 Nov 2025 09:00:00 +0000\r\n\r\n"
-        f"Hello,\r\n\r\nplease tell me what you store about me and delete my account {i}.\r\n"
-        "Thank you,\r\nA customer\r\n"
+        f"{_text(i)}Thank you,\r\nA customer\r\n"
     ).encode()
 
 
@@ -95,6 +113,13 @@ def generate(tickets: int, messages: int) -> Iterator[tuple[str, tuple[Any, ...]
             t, f"<r{t}@junocloud.me>", t, t, f"<m{t}@example.org>", f"person{t}@example.org",
             f"Re: My data, request {t} [JC-{t}]", reply, "auto", "sent", 1, at, at, at,
         )  # fmt: skip
+    for t in range(1, tickets + 1):
+        # The row privbot.search writes: the ticket's words and those of its messages.
+        body = ""
+        for m in range(t, threaded + 1, tickets):
+            body = search.with_text(body, _text(m))
+        head = search.head_of(f"My data, request {t}", f"person{t}@example.org")
+        yield "ticket_search", (t, head, body)
 
 
 def _batches(tickets: int, messages: int, size: int = 5000) -> Iterator[tuple[str, list[Any]]]:
@@ -180,7 +205,7 @@ def load_postgres(url: str, conninfo: str, tickets: int, messages: int) -> float
                     pbar.update(len(rows))
         for _, sql in indexes:
             conn.execute(sql)
-        for table in COLUMNS:
+        for table in (t for t in COLUMNS if "id" in COLUMNS[t]):
             # Keep the sequences ahead of the loaded ids, as if the rows had been inserted.
             conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -262,6 +287,90 @@ def time_web(db_url: str, tickets: int, repeats: int) -> dict[str, Any] | None:
                     _time(get(lambda: f"/tickets/{rng.randint(1, tickets)}"), repeats)
                 ),
             }
+    finally:
+        if server is not None:
+            server.stop()
+        app.close()
+
+
+def searches(tickets: int) -> list[tuple[str, Callable[[int], str]]]:
+    """What staff type into the search box, from one ticket to every ticket matching; each
+    gets a random ticket number n. Tickets whose number divides by 3 are closed."""
+    return [
+        ("reference JC-n", lambda n: f"JC-{n}"),
+        ("bare number n (reference or word)", lambda n: str(n)),
+        ("address", lambda n: f"person{n}@example.org"),
+        ("word of a closed ticket's body", lambda n: f"account {n - n % 3 or 3}"),
+        ("order number (a few tickets)", lambda n: f"ord{n * 7919 % 20_000}"),
+        ("city (1 ticket in 100)", lambda n: CITIES[n % len(CITIES)]),
+        ("beginning of a word (city)", lambda n: CITIES[n % len(CITIES)][:4]),
+        ("two words (city, every ticket)", lambda n: f"{CITIES[n % len(CITIES)]} delete"),
+        ("word in every ticket", lambda n: "delete"),
+        ("no match", lambda n: f"zq{n}x"),
+    ]
+
+
+def time_search(db_url: str, tickets: int, repeats: int) -> dict[str, Any]:
+    """Search as staff use it: privbot.staff.views.queue, and GET /queue?q=... over HTTP."""
+    app = make_app(db_url)
+    rng = random.Random(9)
+    kinds = searches(tickets)
+    out: dict[str, Any] = {"core": {}, "web": {}}
+    try:
+        for name, make in kinds:
+            queries = [make(rng.randint(1, tickets)) for _ in range(repeats + 1)]
+            pick = iter(queries)
+            out["core"][name] = summary(
+                _time(lambda p=pick: views.queue(app, views.QueueFilter(q=next(p))), repeats)  # type: ignore[misc]
+            )
+            out["core"][name]["matched"] = views.queue(app, views.QueueFilter(q=queries[0]))[
+                "total"
+            ]
+    finally:
+        app.close()
+    with _signed_in(db_url) as client:
+        samples: list[float] = []
+        for name, make in kinds:
+            queries = [make(rng.randint(1, tickets)) for _ in range(repeats + 1)]
+            pick = iter(queries)
+
+            def get(pick: Iterator[str] = pick) -> object:
+                response = client.get("/queue", params={"q": next(pick)})
+                if response.status_code != 200:
+                    raise RuntimeError(f"GET {response.url}: {response.status_code}")
+                return response.content
+
+            times = _time(get, repeats)
+            samples += times
+            out["web"][name] = summary(times)
+        out["web_all"] = summary(samples)
+    return out
+
+
+@contextlib.contextmanager
+def _signed_in(db_url: str) -> Iterator[httpx.Client]:
+    """privbot's web app on loopback with a staff member signed in."""
+    app = make_app(db_url, secret_key="bench-secret-key-not-for-production")
+    server: WebServer | None = None
+    try:
+        with app.sessions.begin() as session:
+            if auth.find_active(session, STAFF[0]) is None:
+                auth.add_staff(session, STAFF[0], STAFF[1], actor="bench")
+        server = WebServer(app, "127.0.0.1", 0).start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with httpx.Client(base_url=server.url, timeout=30, follow_redirects=False) as client:
+            form = client.get("/login")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            if csrf is None:
+                raise RuntimeError(f"no CSRF token on /login ({form.status_code})")
+            done = client.post(
+                "/login", data={"email": STAFF[0], "password": STAFF[1], "csrf": csrf.group(1)}
+            )
+            if done.status_code != 303:
+                raise RuntimeError(f"staff login failed: {done.status_code}")
+            yield client
     finally:
         if server is not None:
             server.stop()

@@ -11,6 +11,7 @@ RATIO_TARGET = 0.5  # end-to-end throughput / raw limit
 LATENCY_OVER_IDLE_TARGET = 0.3  # s, delivery-to-reply p95 above Dovecot's IDLE delay
 CLASSIFIER_TARGET = 1000.0  # msg/s on one core, over the corpora
 QUEUE_P95_TARGET = 0.150  # s
+SEARCH_P95_TARGET = 0.150  # s, every kind of search over HTTP, 100,000 tickets
 RSS_TARGET = 200.0  # MB
 STEADY_RATE = 10.0  # msg/s: the load at which the latency target is judged
 
@@ -73,6 +74,13 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     worst = max((p for p in pages if p is not None), default=None)
     put("queue page p95 (worse backend)", worst, f"< {QUEUE_P95_TARGET * 1000:g} ms",
         None if worst is None else worst < QUEUE_P95_TARGET, "s")  # fmt: skip
+
+    searches = [
+        _num(_get(r, "search", backend, "web_all", "p95")) for backend in ("sqlite", "postgresql")
+    ]
+    worst = max((p for p in searches if p is not None), default=None)
+    put("search p95 over HTTP (worse backend)", worst, f"< {SEARCH_P95_TARGET * 1000:g} ms",
+        None if worst is None else worst < SEARCH_P95_TARGET, "s")  # fmt: skip
 
     rss = [
         _num(_get(r, "memory", "e2e_peak_rss_mb")),
@@ -172,6 +180,19 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             add(("queue", f"{backend}: web pages", f"not timed: {q['web_error']}"))
     if queue.get("how"):
         add(("queue", "timed through", queue["how"]))
+    search = r.get("search") or {}
+    for backend in ("sqlite", "postgresql"):
+        q = search.get(backend)
+        if not q:
+            continue
+        for name, stats in (q.get("web") or {}).items():
+            core = (q.get("core") or {}).get(name) or {}
+            add(("search", f"{backend}: {name} ({core.get('matched', '?')} found)",
+                 f"HTTP {_ms(stats)}; core {_ms(core)}"))  # fmt: skip
+        if q.get("web_all"):
+            add(("search", f"{backend}: every search above, over HTTP", _ms(q["web_all"])))
+    if search.get("how"):
+        add(("search", "timed through", search["how"]))
     memory = r.get("memory") or {}
     if "e2e_peak_rss_mb" in memory:
         add(("memory", "peak RSS, serve during the e2e run", f"{memory['e2e_peak_rss_mb']} MB"))

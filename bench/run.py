@@ -3,9 +3,9 @@
     .venv/bin/python -m bench [--quick] [--json FILE] [--plot FILE] [--only SECTIONS]
                               [--profile DIR]
 
-Sections, in order: classifier, raw, e2e, ratio, scale, queue, memory. Run from the repository root
-(it imports ``testing.servers``). A section that fails is reported in the table and the JSON,
-and the exit status is then 1.
+Sections, in order: classifier, raw, e2e, ratio, scale, queue, search, memory. Run from the
+repository root (it imports ``testing.servers``). A section that fails is reported in the table
+and the JSON, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from privbot.pipeline.examine import examine
 from testing.apps import make_app
 from testing.servers import Dovecot, PostgresDatabase
 
-SECTIONS = ("classifier", "raw", "e2e", "ratio", "scale", "queue", "memory")
+SECTIONS = ("classifier", "raw", "e2e", "ratio", "scale", "queue", "search", "memory")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ class Bench:
         self.app: App | None = None
         self.texts: list[str] = []
         self.large_sqlite: Path | None = None
+        # The queue section's PostgreSQL database, kept for the search section.
+        self.large_pg: PostgresDatabase | None = None
+        self.large_pg_load_s: float | None = None
         self.serve_rss: list[float] = []
 
     def section(self, name: str, fn: Callable[[], None]) -> None:
@@ -196,9 +199,8 @@ class Bench:
         load_s = queue.load_sqlite(path, s.tickets, s.messages)
         self.large_sqlite = path
         out["sqlite"] = self._time_queue(f"sqlite:///{path}", load_s)
-        with PostgresDatabase("privbot_bench_") as pg:
-            load_s = queue.load_postgres(pg.url, pg.conninfo, s.tickets, s.messages)
-            out["postgresql"] = self._time_queue(pg.url, load_s)
+        pg = self._large_postgres()
+        out["postgresql"] = self._time_queue(pg.url, self.large_pg_load_s or 0.0)
         web = "web_queue" in out["sqlite"]
         out["how"] = (
             "privbot.web's /queue and /tickets/ID over HTTP (uvicorn, httpx), "
@@ -216,6 +218,32 @@ class Bench:
         except Exception as exc:  # the web app is young: its failure must not hide the rest
             figures["web_error"] = f"{type(exc).__name__}: {exc}"[:300]
         return figures
+
+    def _large_postgres(self) -> PostgresDatabase:
+        if self.large_pg is None:
+            s = self.sizes
+            pg = PostgresDatabase("privbot_bench_")
+            self.large_pg = pg
+            self.large_pg_load_s = queue.load_postgres(pg.url, pg.conninfo, s.tickets, s.messages)
+        return self.large_pg
+
+    def search(self) -> None:
+        """The search box on the queue section's databases (built here if it did not run)."""
+        s = self.sizes
+        out: dict[str, Any] = {"tickets": s.tickets, "messages": s.messages}
+        self.results["search"] = out
+        if self.large_sqlite is None or not self.large_sqlite.exists():
+            path = self.root / "large.db"
+            out["sqlite_load_s"] = round(queue.load_sqlite(path, s.tickets, s.messages), 1)
+            self.large_sqlite = path
+        out["sqlite"] = queue.time_search(f"sqlite:///{self.large_sqlite}", s.tickets,
+                                          s.query_repeats)  # fmt: skip
+        pg = self._large_postgres()
+        out["postgresql"] = queue.time_search(pg.url, s.tickets, s.query_repeats)
+        out["how"] = (
+            "privbot.staff.views.queue(QueueFilter(q=...)) directly, and GET /queue?q=... over "
+            "HTTP (uvicorn, httpx, a signed-in staff member); a random ticket number per query"
+        )
 
     def memory(self) -> None:
         s = self.sizes
@@ -257,8 +285,11 @@ class Bench:
             self.section("ratio", self.ratio)
             self.section("scale", self.scale)
             self.section("queue", self.queue)
+            self.section("search", self.search)
             self.section("memory", self.memory)
         finally:
+            if self.large_pg is not None:
+                self.large_pg.drop()
             if self.app is not None:
                 self.app.close()
             self.relay.stop()

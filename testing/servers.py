@@ -7,9 +7,12 @@ The pytest fixtures built on them live in ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import email
 import email.policy
+import json
 import os
 import secrets
 import shutil
@@ -31,11 +34,13 @@ from urllib.parse import quote
 import imapclient
 import psycopg
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, LoginPassword, Session
 from dnslib import AAAA, QTYPE, RCODE, RR, TXT, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 from psycopg import conninfo, sql
 from sqlalchemy.engine import URL
+
+from testing.oauth import introspect
 
 LOCALHOST = "127.0.0.1"
 
@@ -177,6 +182,13 @@ class _ImapServer(_Service):
         """``imap://USER:PASSWORD@127.0.0.1:PORT/FOLDER``, user and password percent-encoded."""
         return _imap_url(self.user, self.password, self._imap_port, folder)
 
+    def oauth_imap_url(self, folder: str = "INBOX") -> str:
+        """``imap://USER@127.0.0.1:PORT/FOLDER``: a user and no password, so privbot logs in
+        with OAuth (PRIVBOT_OAUTH_*)."""
+        return f"imap://{quote(self.user, safe='')}@{LOCALHOST}:{self._imap_port}/" + quote(
+            folder, safe="/"
+        )
+
     def client(self) -> imapclient.IMAPClient:
         """A new IMAPClient logged in as the bot's user (TCP_NODELAY set). Caller logs out."""
         return _new_client(self.host, self._imap_port, self.user, self.password)
@@ -211,7 +223,7 @@ log_path = {log_path}
 info_log_path = {log_path}
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {auth_mechanisms}
 mail_location = maildir:~/Maildir
 {privileges}
 namespace inbox {{
@@ -219,9 +231,9 @@ namespace inbox {{
   separator = /
 }}
 
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {users_file}
+{passwd_mechanisms}  args = scheme=PLAIN username_format=%u {users_file}
 }}
 userdb {{
   driver = passwd-file
@@ -247,6 +259,25 @@ service imap-login {{
 protocol imap {{
   mail_max_userip_connections = 100
 }}
+"""
+
+# Dovecot 2.3's oauth2 passdb (2.4 configures it differently): each XOAUTH2/OAUTHBEARER
+# token is checked by a GET with `Authorization: Bearer` to the introspection URL, whose
+# JSON must say active and name the user who logs in.
+_DOVECOT_OAUTH_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {conf}
+}}
+"""
+
+_DOVECOT_OAUTH2 = """\
+introspection_mode = auth
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
 """
 
 _ROOT_PRIVILEGES = """\
@@ -278,9 +309,14 @@ class Dovecot(_ImapServer):
         user: str = "support@junocloud.me",
         password: str = "secret",
         extra_config: str = "",
+        oauth_introspection_url: str | None = None,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.extra_config = extra_config  # appended to dovecot.conf, e.g. to hide IDLE
+        # Set: XOAUTH2 and OAUTHBEARER logins too, each token checked by Dovecot's oauth2
+        # passdb at this introspection URL (testing/oauth.py's OAuthServer); passwords still
+        # work, for the tests' own clients.
+        self.oauth_introspection_url = oauth_introspection_url
         self.user = user
         self.password = password
         self._imap_port = free_port()
@@ -351,6 +387,15 @@ class Dovecot(_ImapServer):
         users_file = self.directory / "users"
         users_file.write_text(f"{self.user}:{{PLAIN}}{self.password}::::::\n")
         users_file.chmod(0o644)
+        auth_mechanisms, oauth_passdb, passwd_mechanisms = "plain login", "", ""
+        if self.oauth_introspection_url:
+            oauth_conf = self.directory / "oauth2.conf.ext"
+            oauth_conf.write_text(_DOVECOT_OAUTH2.format(url=self.oauth_introspection_url))
+            oauth_conf.chmod(0o644)
+            auth_mechanisms = "plain login xoauth2 oauthbearer"
+            oauth_passdb = _DOVECOT_OAUTH_PASSDB.format(conf=oauth_conf)
+            # A token is never checked as a password, nor a password as a token.
+            passwd_mechanisms = "  mechanisms = plain login\n"
         login_chroot = anvil_block = ""
         if os.geteuid() == 0:
             privileges = _ROOT_PRIVILEGES
@@ -375,6 +420,9 @@ class Dovecot(_ImapServer):
                 anvil_block=anvil_block,
                 users_file=users_file,
                 mail_dir=self.mail_dir,
+                auth_mechanisms=auth_mechanisms,
+                oauth_passdb=oauth_passdb,
+                passwd_mechanisms=passwd_mechanisms,
                 imap_port=self._imap_port,
                 lmtp_port=self._lmtp_port,
             )
@@ -569,6 +617,80 @@ class _RelayHandler:
         return "250 Message accepted for delivery"
 
 
+class _OAuthRelayHandler(_RelayHandler):
+    """The relay's handler when it takes OAuth: AUTH XOAUTH2 and OAUTHBEARER (aiosmtpd's
+    `auth_<MECHANISM>` handler methods), each token checked at the introspection URL, as
+    Gmail's and Microsoft's relays check theirs."""
+
+    def __init__(self, relay: CaptureRelay, user: str, introspection_url: str) -> None:
+        super().__init__(relay)
+        self.user = user
+        self.introspection_url = introspection_url
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:  # fmt: skip
+        # As Gmail's and Microsoft's relays: no mail before AUTH.
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: SMTP, args: list[str]) -> AuthResult:
+        return await self._bearer(server, args, "OAUTHBEARER")
+
+    async def _bearer(self, server: SMTP, args: list[str], mechanism: str) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")  # no initial response: ask for it
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except ValueError:
+                await server.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        assert isinstance(blob, bytes)
+        user, token = _bearer_fields(blob.decode("utf-8", "replace"), mechanism)
+        loop = asyncio.get_running_loop()
+        owner = await loop.run_in_executor(None, introspect, self.introspection_url, token)
+        ok = owner is not None and user.lower() == owner.lower() == self.user.lower()
+        with self.relay._lock:
+            self.relay.auth_attempts.append((user, ok))
+        if ok:
+            return AuthResult(success=True, auth_data=user)
+        # RFC 7628 3.2.2 / Google's XOAUTH2: the error as a JSON challenge; the client answers
+        # (empty, or %x01), then 535.
+        status = json.dumps({"status": "invalid_token", "schemes": "bearer", "scope": "mail"})
+        if await server.challenge_auth(status) is MISSING:
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, handled=False)
+
+
+def _bearer_fields(text: str, mechanism: str) -> tuple[str, str]:
+    """(user, token) of an XOAUTH2 (`user=U^Aauth=Bearer T^A^A`) or OAUTHBEARER
+    (`n,a=U,^Aauth=Bearer T^A^A`) initial response; empty strings where absent."""
+    user = token = ""
+    parts = text.split("\x01")
+    if mechanism == "OAUTHBEARER" and parts:
+        for item in parts[0].split(","):
+            if item.startswith("a="):
+                user = item[2:].replace("=2C", ",").replace("=3D", "=")
+        parts = parts[1:]
+    for item in parts:
+        key, _, value = item.partition("=")
+        if key == "user":
+            user = value
+        elif key == "auth" and value.lower().startswith("bearer "):
+            token = value[7:].strip()
+    return user, token
+
+
 class CaptureRelay(_Service):
     """An aiosmtpd SMTP server on a free loopback port that records what it accepts.
 
@@ -576,7 +698,9 @@ class CaptureRelay(_Service):
     for one address), ``clear_faults``. ``stop()`` then ``start()`` reuses the same port.
     If ``auth`` is given as (user, password), AUTH PLAIN/LOGIN is offered without TLS and
     checked, and ``url`` includes the credentials. ``smtputf8=False`` makes a relay that does
-    not offer SMTPUTF8 (RFC 6531), as many still do not.
+    not offer SMTPUTF8 (RFC 6531), as many still do not. If ``oauth`` is given as (user,
+    introspection URL), only AUTH XOAUTH2 and OAUTHBEARER are offered (without TLS), each
+    token checked at that URL, mail is taken only after AUTH, and ``url`` has the user alone.
     """
 
     def __init__(
@@ -584,9 +708,11 @@ class CaptureRelay(_Service):
         port: int | None = None,
         auth: tuple[str, str] | None = None,
         smtputf8: bool = True,
+        oauth: tuple[str, str] | None = None,
     ) -> None:
         self._port = port or free_port()
         self.auth = auth
+        self.oauth = oauth
         self.smtputf8 = smtputf8
         self._lock = threading.Condition()
         self._envelopes: list[CapturedEnvelope] = []
@@ -608,6 +734,8 @@ class CaptureRelay(_Service):
 
     @property
     def url(self) -> str:
+        if self.oauth is not None:
+            return f"smtp://{quote(self.oauth[0], safe='')}@{LOCALHOST}:{self._port}"
         if self.auth is None:
             return f"smtp://{LOCALHOST}:{self._port}"
         user, password = (quote(x, safe="") for x in self.auth)
@@ -635,9 +763,13 @@ class CaptureRelay(_Service):
         if self._controller is not None:
             return
         kwargs: dict[str, Any] = {"enable_SMTPUTF8": self.smtputf8}
+        handler = _RelayHandler(self)
         if self.auth is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
-        controller = Controller(_RelayHandler(self), hostname=LOCALHOST, port=self._port, **kwargs)
+        if self.oauth is not None:
+            handler = _OAuthRelayHandler(self, *self.oauth)
+            kwargs.update(auth_require_tls=False, auth_exclude_mechanism=["PLAIN", "LOGIN"])
+        controller = Controller(handler, hostname=LOCALHOST, port=self._port, **kwargs)
         last_error: Exception | None = None
         for _ in range(50):  # the port may linger briefly after stop()
             try:

@@ -23,6 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from testing.apps import DkimKey, dkim_key  # noqa: E402
+from testing.oauth import OAuthServer  # noqa: E402
 from testing.servers import (  # noqa: E402
     CaptureRelay,
     DnsServer,
@@ -74,6 +75,24 @@ def dovecot(server_tmp_path: Path) -> Iterator[Dovecot]:
     """A running private Dovecot (IMAP + LMTP), user support@junocloud.me / secret."""
     require(Dovecot.available())
     with Dovecot(server_tmp_path / "dovecot") as server:
+        yield server
+
+
+@pytest.fixture
+def oauth_server() -> Iterator[OAuthServer]:
+    """A provider's token and introspection endpoints on loopback (testing/oauth.py)."""
+    with OAuthServer() as server:
+        yield server
+
+
+@pytest.fixture
+def oauth_dovecot(server_tmp_path: Path, oauth_server: OAuthServer) -> Iterator[Dovecot]:
+    """A running Dovecot that also takes XOAUTH2 and OAUTHBEARER, checking each token with
+    `oauth_server` through its oauth2 passdb."""
+    require(Dovecot.available())
+    with Dovecot(
+        server_tmp_path / "dovecot", oauth_introspection_url=oauth_server.introspection_url
+    ) as server:
         yield server
 
 

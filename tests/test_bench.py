@@ -30,14 +30,17 @@ def test_quick_bench_runs_and_writes_json(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["errors"] == {}
-    for key in ("meta", "classifier", "raw", "e2e", "scale", "queue", "memory", "targets"):
+    for key in ("meta", "classifier", "raw", "e2e", "scale", "queue", "search", "memory",
+                "targets"):  # fmt: skip
         assert key in figures, key
     assert {"idle_delay_s", "limit"} <= figures["raw"].keys()
     assert {"burst", "levels", "peak_rss_mb"} <= figures["e2e"].keys()
     assert [s["processes"] for s in figures["scale"]] == [1, 2, 3]
     assert {"sqlite", "postgresql"} <= figures["queue"].keys()
     assert {"e2e_peak_rss_mb", "large_db_peak_rss_mb"} <= figures["memory"].keys()
-    assert len(figures["targets"]) == 5
+    assert {"sqlite", "postgresql"} <= figures["search"].keys()
+    assert figures["search"]["sqlite"]["core"]["reference JC-n"]["matched"] == 1
+    assert len(figures["targets"]) == 6
     verdicts = {name: t["met"] for name, t in figures["targets"].items()}
     if not CORPORA.is_dir():
         # Without ../shared the corpus figures are skipped, and said to be: not a failure.

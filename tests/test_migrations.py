@@ -14,7 +14,7 @@ from sqlalchemy import select
 from privbot import pipeline, retention
 from privbot.db import MIGRATIONS, make_engine
 from privbot.models import LegalHold, Message, Outgoing, Ticket
-from privbot.staff import auth
+from privbot.staff import auth, views
 from testing.apps import mail, make_app
 
 NOW = datetime(2026, 11, 30, 12, 0)
@@ -143,3 +143,42 @@ def test_deletions_done_before_the_upgrade_are_erased_after_their_hold(db_url: s
     assert row is not None and row.erased_at is not None and row.requester != "old@example.org"
     assert raw is not None and b"SECRET-OLD" not in raw
     app.close()
+
+
+def test_tickets_from_before_search_are_found_by_the_words_of_their_mail(db_url: str) -> None:
+    _upgrade_to(db_url, "0008")
+    closed = sa.table("tickets", sa.column("id"), sa.column("closed_at"))
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        ticket = conn.execute(TICKETS.insert().returning(TICKETS.c.id), [{
+            "type": "access", "status": "done", "requester": "vera@example.org",
+            "subject": "Meine Daten", "intents": ["data_access"],
+            "created_at": NOW, "updated_at": NOW,
+        }]).scalar_one()  # fmt: skip
+        conn.execute(closed.update().where(closed.c.id == ticket).values(closed_at=NOW))
+        conn.execute(MESSAGES.insert(), [{
+            "idem_key": "k-vera", "message_id": "vera@example.org", "source": "file",
+            "size": 1, "status": "handled", "attempts": 0, "ticket_id": ticket,
+            "sender": "vera@example.org", "received_at": NOW,
+            "raw": "From: vera@example.org\nSubject: Meine Daten\nContent-Type: text/plain; "
+            "charset=utf-8\n\nBitte schicken Sie mir eine Kopie. Mein Kundenkonto: Überlingen-7\n"
+            "\n> Zitat: QUOTEDWORD\n".encode(),
+        }])  # fmt: skip
+    engine.dispose()
+
+    app = make_app(db_url)  # 0009: ticket_search, filled from the stored mail
+    try:
+
+        def found(q: str) -> list[int]:
+            return [r["id"] for r in views.queue(app, views.QueueFilter(q=q))["rows"]]
+
+        assert found("kundenkonto") == [ticket]  # the body of a closed ticket
+        assert found("uberlingen") == [ticket]
+        assert found("meine daten") == [ticket] and found("vera@") == [ticket]
+        assert found("quotedword") == []  # what was quoted is not what they wrote
+        # And the index keeps up from now on: a new ticket is found as soon as it is open.
+        out = pipeline.receive(app, mail(subject="Neu", body="Bitte NEUWORD löschen."),
+                               source="file")  # fmt: skip
+        assert found("neuword") == [out.ticket]
+    finally:
+        app.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from privbot import db
 from privbot.config import ConfigError, Settings
+from privbot.health import Probes
+from privbot.mail.oauth import TokenSource
+from privbot.metrics import Metrics, new_metrics
 from privbot.models import Example
 from privbot.replies import Replies, load_replies
 from privbot.sentlog import SentLog
@@ -41,9 +45,17 @@ class App:
     # Set when there is new work, so idle workers wake at once instead of at their next poll.
     inbound_ready: threading.Event = field(default_factory=threading.Event)
     outbox_ready: threading.Event = field(default_factory=threading.Event)
+    # This App's Prometheus registry (metrics.py) and the readiness checks of the parts this
+    # process runs (health.py; serve adds them).
+    metrics: Metrics = field(default_factory=new_metrics)
+    probes: Probes = field(default_factory=Probes)
+    # OAuth access tokens for IMAP and SMTP logins (mail/oauth.py), None without OAuth.
+    tokens: TokenSource | None = None
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.tokens is not None:
+            self.tokens.close()
 
 
 class LiveClassifier:
@@ -55,18 +67,26 @@ class LiveClassifier:
         current: Classifier,
         rebuild: Callable[[list[tuple[str, str, str]]], Classifier] | None = None,
         seen: int = 0,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
         self._current = current
         self._rebuild = rebuild
         self._seen = seen  # the newest example id built in
         self._lock = threading.Lock()
+        self._observe = observe  # each classification's seconds (the latency histogram)
 
     @property
     def intents(self) -> Intents:
         return self._current.intents
 
     def classify(self, new_text: str, subject: str = "") -> Classification:
-        return self._current.classify(new_text, subject)
+        if self._observe is None:
+            return self._current.classify(new_text, subject)
+        started = time.perf_counter()
+        try:
+            return self._current.classify(new_text, subject)
+        finally:
+            self._observe(time.perf_counter() - started)
 
     def refresh(self, sessions: sessionmaker[Session]) -> bool:
         """Rebuild if staff added examples since; True if it did."""
@@ -86,9 +106,17 @@ class LiveClassifier:
         return True
 
 
-# Beside the example bank: a trained model, named by the fingerprint of its inputs (so two
-# versions running side by side, as in a rolling upgrade, do not overwrite each other's).
+# Beside the example bank (or in PRIVBOT_MODEL_CACHE_DIR): a trained model, named by the
+# fingerprint of its inputs (so two versions running side by side, as in a rolling upgrade,
+# do not overwrite each other's).
 MODEL_CACHE = ".model-{key}.pickle"
+
+
+def model_cache_dir(settings: Settings) -> Path:
+    """Where trained models are cached: the setting, else beside the example bank."""
+    if settings.model_cache_dir:
+        return Path(settings.model_cache_dir)
+    return Path(settings.intents_dir or data_folder("intents")) / "examples"
 
 
 def data_folder(name: str) -> Path:
@@ -122,7 +150,7 @@ def load_understanding(
                 load_concepts(concepts_file),
                 lambda: [*read_bank(bank), *staff_examples(known)],
                 key,
-                bank / MODEL_CACHE.format(key=key),
+                model_cache_dir(settings) / MODEL_CACHE.format(key=key),
             )
     except (IntentsError, PolicyError, BlindSetError) as exc:
         raise ConfigError(str(exc)) from None
@@ -159,9 +187,13 @@ def build_app(settings: Settings, *, migrate: bool = True) -> App:
             seen = session.scalar(select(func.max(Example.id))) or 0
         except (OperationalError, ProgrammingError):
             seen = 0
-    live = LiveClassifier(classifier, rebuild, seen)
+    metrics = new_metrics(sessions)
+    live = LiveClassifier(classifier, rebuild, seen, metrics.classify_seconds.observe)
     sent_log = SentLog.beside(settings.database_url)
-    return App(settings, engine, sessions, replies, policy, live, sent_log)
+    tokens = TokenSource.from_settings(settings)
+    return App(
+        settings, engine, sessions, replies, policy, live, sent_log, metrics=metrics, tokens=tokens
+    )
 
 
 def _staff_examples(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:

@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, or_, select, text, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from privbot import search
 from privbot.app import App
 from privbot.audit import BOT, record
 from privbot.db import like_escape
@@ -70,6 +71,7 @@ _KEPT_KINDS = frozenset({"opt_out_applied", "opt_out_withdrawn"})
 # Ticketless events that name a person only through a row id in their detail.
 _BY_ROW = {"chat_link_queued": "request", "chat_request_confirmed": "request",
            "reply_sent": "outbox", "reply_failed": "outbox", "reply_deferred": "outbox",
+           "reply_retried": "outbox",
            "legal_hold_placed": "hold", "legal_hold_released": "hold"}  # fmt: skip
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 NAME_PLACEHOLDER = "[name erased]"
@@ -320,6 +322,7 @@ class _Erasure:
             t.requester, t.subject, t.reply_to = self.alias, self.note, None
             t.redacted_at = t.redacted_at or self.now
             t.erased_at = self.now
+        search.forget(s, Ticket.id.in_(_ids(self.scope.tickets)))
         since = self._first_loose(replies)
         chats_deleted, chats_erased = self._chats()
         examples = _rowcount(

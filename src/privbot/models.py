@@ -147,6 +147,18 @@ class Ticket(Base):
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class TicketSearch(Base):
+    """A ticket's words as search reads them (search.py), folded to plain lower-case words.
+    Indexed by the FTS5 table `ticket_fts` on SQLite and by the generated `tsvector` column
+    `vector` (GIN) on PostgreSQL, both made by migration 0009 and not mapped here."""
+
+    __tablename__ = "ticket_search"
+
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), primary_key=True)
+    head: Mapped[str] = mapped_column(Text, default="")  # subject and requester
+    body: Mapped[str] = mapped_column(Text, default="")  # its messages' new text, bounded
+
+
 class Event(Base):
     """The audit trail: who did what, when, to which ticket or message, and why."""
 
@@ -335,5 +347,17 @@ Index(
     sqlite_where=Ticket.closed_at.is_(None),
     postgresql_where=Ticket.closed_at.is_(None),
 )
+# The queue sorted by last change (open tickets, or all) and by creation.
+Index(
+    "ix_tickets_open_updated",
+    Ticket.updated_at,
+    Ticket.id,
+    sqlite_where=Ticket.closed_at.is_(None),
+    postgresql_where=Ticket.closed_at.is_(None),
+)
+Index("ix_tickets_updated", Ticket.updated_at, Ticket.id)
+Index("ix_tickets_created", Ticket.created_at, Ticket.id)
+# The queue's "requester replied" reads its page's messages from the index alone.
+Index("ix_messages_ticket_status_at", Message.ticket_id, Message.status, Message.received_at)
 Index("ix_events_actor_at", Event.actor, Event.at)
 Index("ix_suppressions_created", Suppression.created_at)

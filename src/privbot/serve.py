@@ -12,8 +12,10 @@ from typing import Any
 from privbot import pipeline, retention
 from privbot.app import App
 from privbot.channels.imap import ImapWatcher
-from privbot.channels.smtp import start_receiver
+from privbot.channels.smtp import listening, start_receiver
+from privbot.metrics import MetricsListener
 from privbot.outbox import sender
+from privbot.staff import daily, notify
 from privbot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -44,19 +46,38 @@ class Service:
 
     def start(self) -> Service:
         s = self.app.settings
+        notify.check(self.app)  # the staff mail templates: a broken one stops start-up
         self._thread("processor", run_processor, self.app, self.stop_event)
         self._thread("retention", retention.run_daily, self.app, self.stop_event)
+        if s.staff_notify != "off":
+            self._thread("staff-daily", daily.run_daily, self.app, self.stop_event)
         if s.smtp is not None:
             self._thread("outbox", sender.run_sender, self.app, self.stop_event)
         if s.imap is not None:
             watcher = ImapWatcher(self.app)
             self.stoppers.append(watcher.stop)
+            self.app.probes.add("imap", watcher.online.is_set)  # /readyz
             self._thread("imap", watcher.run)
         if s.listen is not None:
             controller = start_receiver(self.app)
             self.stoppers.append(controller.stop)
+            self.app.probes.add("smtp", lambda: listening(controller))
         self._start_web()
+        self._start_metrics()
         return self
+
+    def _start_metrics(self) -> None:
+        # Like the web app: monitoring that cannot listen must not stop the mail.
+        if self.app.settings.metrics_listen is None:
+            return
+        host, port = self.app.settings.metrics_listen
+        try:
+            stop = MetricsListener(self.app.metrics.registry, host, port).start()
+        except OSError as exc:
+            log.error("metrics not served: cannot listen on %s:%s (PRIVBOT_METRICS_LISTEN): %s",
+                      host, port, exc.strerror or exc)  # fmt: skip
+            return
+        self.stoppers.append(stop)
 
     def _start_web(self) -> None:
         # The web app is secondary: if its port is taken, mail keeps flowing and the log
@@ -95,6 +116,12 @@ def describe(app: App) -> str:
         parts.append(f"SMTP receiver {s.listen[0]}:{s.listen[1]}")
     parts.append(f"relay {s.smtp.host}:{s.smtp.port}" if s.smtp else "no relay: replies wait")
     parts.append(f"web http://{s.web[0]}:{s.web[1]}")
+    if s.staff_notify != "off":
+        parts.append(f"staff mail: {s.staff_notify}, daily from {s.staff_daily_hour:02d}:00 UTC")
+    if s.metrics_listen:
+        parts.append(f"metrics http://{s.metrics_listen[0]}:{s.metrics_listen[1]}/metrics")
+    if (tokens := app.tokens) is not None:
+        parts.append(f"OAuth {tokens.mechanism} ({tokens.grant}) from {tokens.endpoint}")
     return ", ".join(parts)
 
 

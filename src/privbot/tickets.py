@@ -10,12 +10,15 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from privbot import search
 from privbot.mail.compose import SUBJECT_LIMIT, one_line, strip_prefixes
 from privbot.models import Message, Outgoing, Ticket, TicketStatus, utcnow
 
 # The reference people see ("JC-12") and the subject tag that carries it ("[JC-12]").
 REF_PREFIX = "JC-"
 TAG = re.compile(r"\[JC-(\d+)\]", re.IGNORECASE)
+# What staff type for one: "JC-12", "jc12", "JC 12", "#12", "12" (ASCII digits only).
+REF = re.compile(r"(?:JC[-\s]?|#)?([0-9]+)", re.IGNORECASE)
 
 # The statuses a ticket of each type moves through; the first is where it starts.
 STATUSES: dict[str, tuple[TicketStatus, ...]] = {
@@ -37,9 +40,9 @@ def ref(ticket_id: int) -> str:
 
 
 def parse_ref(text: str) -> int | None:
-    """The ticket id in "JC-12", "jc-12" or "12"; None if it is not one."""
-    digits = text.strip().upper().removeprefix(REF_PREFIX)
-    return int(digits) if digits.isdigit() and len(digits) < 10 else None
+    """The ticket id in "JC-12", "jc-12", "jc12", "#12" or "12"; None if it is not one."""
+    match = REF.fullmatch(text.strip())
+    return int(match.group(1)) if match and len(match.group(1)) < 10 else None
 
 
 def reply_subject(original: str, ticket_id: int) -> str:
@@ -95,6 +98,7 @@ def open_ticket(
     )
     session.add(ticket)
     session.flush()  # the id is needed for the reply's subject tag
+    search.index(session, ticket)
     return ticket
 
 

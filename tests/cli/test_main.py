@@ -139,8 +139,8 @@ def test_eval_prints_figures(corpora: Path) -> None:
     assert "gdpr request letters" in out and "privacyqa" in out
 
 
-def test_train_retrains_and_reports_a_cross_validation(tmp_path: Path) -> None:
-    # A copy of the intent files with a small bank of its own: train reads it afresh.
+def _small_intents(tmp_path: Path) -> Path:
+    """A copy of the intent files with a small bank of its own (16 mails)."""
     intents = tmp_path / "intents"
     (intents / "examples").mkdir(parents=True)
     for source in (REPO / "intents").glob("*.toml"):
@@ -159,6 +159,11 @@ def test_train_retrains_and_reports_a_cross_validation(tmp_path: Path) -> None:
         for i, (body, labels, sections) in enumerate(rows * 4)
     ]  # fmt: skip
     (intents / "examples" / "en.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return intents
+
+
+def test_train_retrains_and_reports_a_cross_validation(tmp_path: Path) -> None:
+    intents = _small_intents(tmp_path)  # train reads it afresh
     stale = intents / "examples" / ".model-stale.pickle"
     stale.write_bytes(b"not a model")
     result = privbot(
@@ -171,3 +176,22 @@ def test_train_retrains_and_reports_a_cross_validation(tmp_path: Path) -> None:
     assert not stale.exists()  # train starts afresh
     (model,) = (intents / "examples").glob(".model-*.pickle")
     assert model.stat().st_size > 0
+
+
+def test_the_model_is_cached_in_the_model_cache_dir(tmp_path: Path) -> None:
+    # A read-only install (deploy/privbot.service) keeps its model in the state folder.
+    intents, models = _small_intents(tmp_path), tmp_path / "state"
+    models.mkdir()
+    (models / ".model-stale.pickle").write_bytes(b"not a model")
+    env = {"PRIVBOT_INTENTS_DIR": str(intents), "PRIVBOT_MODEL_CACHE_DIR": str(models),
+           "PRIVBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'privbot.db'}"}  # fmt: skip
+    result = privbot("train", "--folds", "0", env=env)
+    assert result.returncode == 0, result.stderr
+    (model,) = models.glob(".model-*.pickle")
+    assert f"model: {model}" in result.stdout
+    assert not list((intents / "examples").glob(".model-*"))  # nothing beside the bank
+    trained = model.stat().st_ino
+    # The next start loads that model instead of training (which would write a new file).
+    asked = privbot("ask", "Please delete my account.", env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert [p.stat().st_ino for p in models.glob(".model-*.pickle")] == [trained]

@@ -8,6 +8,7 @@ build/screenshots/ (gitignored) for people to look at.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -165,10 +166,14 @@ async def test_staff_member_logs_in_finds_assigns_replies_and_closes_a_ticket(
     await page.wait_for_selector("text=Assignment saved.")
 
     await page.select_option("select[name=template]", "identity_needed")
-    await page.click("button:has-text('Load template')")
-    await page.wait_for_function("document.querySelector('textarea[name=body]').value.length > 0")
+    await page.click("button:has-text('Load template')")  # fills the box in place
+    from playwright.async_api import expect
+
+    await expect(page.locator("textarea[name=body]")).to_have_value(re.compile("Max Weber"))
     draft = await page.input_value("textarea[name=body]")
-    assert "Dear Max Weber" in draft and "evidence of your identity" in draft
+    # The ticket's language (German), with his mail quoted below.
+    assert "Guten Tag Max Weber" in draft and "Nachweis Ihrer Identität" in draft
+    assert "> Guten Tag, bitte senden Sie mir eine Kopie" in draft
     await page.fill("textarea[name=body]", draft.replace("[Your answer here.]", ""))
     await page.click("button:has-text('Preview')")
     await page.wait_for_selector("text=Preview: exactly what will be sent")

@@ -26,6 +26,11 @@ PUBLIC = {
     ("POST", "/api/v1/chat"),
     ("GET", "/chat/confirm/{token}"),
     ("POST", "/chat/confirm/{token}"),
+    # For monitoring: a word per check; /metrics has a token of its own (tests/test_ops.py).
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/favicon.ico"),  # the browser asks for it on the login page too
 }
 
 

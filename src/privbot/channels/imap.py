@@ -26,6 +26,7 @@ from privbot import pipeline
 from privbot.app import App
 from privbot.config import ImapSettings
 from privbot.crashpoints import crash_point
+from privbot.mail.oauth import LoginRefused, TokenError, TokenSource, imap_login
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ FETCH_BATCH = 50
 # After a drop: retry soon, then back off, but never wait long (recover within seconds).
 BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
 DONE_STATUSES = frozenset({"handled", "screened", "quarantined"})
+# After refused credentials (the OAuth token endpoint's 4xx, or a server's no to a fresh token):
+# asking every few seconds would not fix them, and providers rate-limit.
+AUTH_BACKOFF = 60.0
 
 
 class ImapWatcher:
@@ -45,9 +49,13 @@ class ImapWatcher:
             raise ValueError("PRIVBOT_IMAP_URL is not set")
         self.app = app
         self.imap: ImapSettings = app.settings.imap
+        if self.imap.password is None and app.tokens is None:
+            raise ValueError("PRIVBOT_IMAP_URL has no password, and OAuth is not configured")
+        self.auth_backoff = AUTH_BACKOFF
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self.connected = threading.Event()  # for tests and the demo: the first sync is done
+        self.online = threading.Event()  # logged in now (readiness: health.py)
         self.uidvalidity: int | None = None
 
     def stop(self) -> None:
@@ -61,27 +69,35 @@ class ImapWatcher:
             while not self._stop.is_set():
                 try:
                     with self._connect() as client:
+                        self.online.set()
                         failures = 0
                         self._watch(client)
-                except (OSError, IMAPClientError, EOFError) as exc:
+                except (OSError, IMAPClientError, EOFError, TokenError, LoginRefused) as exc:
                     # Includes imaplib's abort ("unterminated line", imapclient issue 519):
                     # the connection is unusable, so reconnect rather than die.
                     self.connected.clear()
+                    self.online.clear()
+                    self.app.metrics.imap_reconnects.inc()
                     delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                     failures += 1
-                    log.warning("imap: %s; reconnecting in %.1fs", _describe(exc), delay)
+                    if isinstance(exc, LoginRefused) or (
+                        isinstance(exc, TokenError) and exc.refused
+                    ):
+                        delay = max(delay, self.auth_backoff)
+                    if isinstance(exc, LoginRefused):
+                        log.error("imap: %s; trying again in %.0fs", exc, delay)
+                    elif isinstance(exc, TokenError):  # the token source logged why
+                        log.warning("imap: no access token; trying again in %.1fs", delay)
+                    else:
+                        log.warning("imap: %s; reconnecting in %.1fs", _describe(exc), delay)
                     self._stop.wait(delay)
         finally:
+            self.online.clear()
             os.close(self._wake_r)
             os.close(self._wake_w)
 
     def _connect(self) -> IMAPClient:
-        s = self.imap
-        client = IMAPClient(s.host, s.port, ssl=s.ssl, timeout=60)
-        # Without it APPEND/FETCH round trips stall on Nagle + delayed ACK (~40 ms each).
-        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.login(s.user, s.password)
-        return client
+        return connect(self.imap, tokens=self.app.tokens)
 
     def _watch(self, client: IMAPClient) -> None:
         s = self.app.settings
@@ -170,6 +186,26 @@ class ImapWatcher:
             # idempotency key recognises anything already taken.
             log.warning("imap: UIDVALIDITY changed %s -> %s", self.uidvalidity, value)
         self.uidvalidity = value
+
+
+def connect(s: ImapSettings, timeout: float = 60, tokens: TokenSource | None = None) -> IMAPClient:
+    """A logged-in connection (the watcher's, and `privbot config check`'s): with the
+    password, or without one by OAuth with an access token from `tokens` (app.tokens)."""
+    if s.password is None and tokens is None:
+        raise ValueError("PRIVBOT_IMAP_URL has no password, and OAuth is not configured")
+    client = IMAPClient(s.host, s.port, ssl=s.ssl, timeout=timeout)
+    # Without it APPEND/FETCH round trips stall on Nagle + delayed ACK (~40 ms each).
+    client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if s.password is None:
+            assert tokens is not None
+            imap_login(client, s.user, tokens)
+        else:
+            client.login(s.user, s.password)
+    except BaseException:
+        client.shutdown()  # a refused login must not leave the connection open
+        raise
+    return client
 
 
 def _move(client: IMAPClient, uids: list[int], folder: str) -> None:

@@ -264,7 +264,8 @@ class Receiver:
             self.errors.log(logging.ERROR, kind, msg, mail_from, exc)
             return "451 4.3.0 Temporary failure storing the message; try again later"
         self.app.inbound_ready.set()
-        log.info("smtp: stored message %s (new=%s)", stored.id, stored.new)
+        log.info("smtp: stored message %s (new=%s)", stored.id, stored.new,
+                 extra={"message_id": stored.id})  # fmt: skip
         return "250 2.0.0 OK: stored"
 
 
@@ -282,6 +283,12 @@ def connection_cap(wanted: int) -> int:
         soft,
     )
     return cap
+
+
+def listening(controller: Controller) -> bool:
+    """Whether the receiver is accepting connections now (readiness: health.py)."""
+    server = controller.server
+    return server is not None and server.is_serving() and controller.loop.is_running()
 
 
 def start_receiver(app: App) -> ReceiverController:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -21,11 +20,15 @@ from privbot.app import (
     build_app,
     data_folder,
     load_understanding,
+    model_cache_dir,
 )
-from privbot.cli import listings, staff
+from privbot.cli import check, listings, staff
 from privbot.cli.demo import run_demo
 from privbot.cli.tables import format_table
 from privbot.config import ConfigError, Settings, load_settings
+from privbot.logs import configure_logging
+from privbot.models import MessageStatus, OutboxStatus
+from privbot.outbox.queue import RetryError, retry_failed
 from privbot.pipeline.examine import examine, foresee
 from privbot.pipeline.reply import answer_text
 from privbot.replies import RepliesError
@@ -44,13 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         settings = load_settings(config_file=args.config)
+        configure_logging(args.log_level, settings.log_format)
         return int(args.handler(args, settings))
     except (ConfigError, RepliesError) as exc:
         print(f"privbot: {exc}", file=sys.stderr)
@@ -94,15 +93,26 @@ def _parser() -> argparse.ArgumentParser:
         lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
         lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
         if noun == "outbox":
-            lp.add_argument("--status", help="only this status (pending, sending, sent, failed)")
+            lp.add_argument("--status", choices=[str(s) for s in OutboxStatus],
+                            help="only this status")  # fmt: skip
         lp.set_defaults(handler=lister)
         actions[noun] = nsub
+    rp = actions["outbox"].add_parser(
+        "retry",
+        help="put a failed reply back in the outbox queue",
+        description="Put a failed reply back in the outbox queue, due now, after the cause is "
+        "fixed (the relay, an address); the sender of `privbot serve` delivers it.",
+    )
+    rp.add_argument("id", type=int, help="the reply's id (outbox list --status failed)")
+    rp.add_argument("--as", dest="actor", help="who is retrying, for the audit trail")
+    rp.set_defaults(handler=_outbox_retry)
 
     p = command("messages", _no_action, "inbound messages: list them with their status")
     msub = p.add_subparsers(title="actions", metavar="ACTION")
     lp = msub.add_parser("list", help="list messages", description="list inbound messages")
     lp.add_argument("--json", action="store_true", help="a JSON array instead of a table")
-    lp.add_argument("--status", help="only this status (received, handled, screened, ...)")
+    # A status privbot does not have is an error naming the ones it has, not an empty list.
+    lp.add_argument("--status", choices=[str(s) for s in MessageStatus], help="only this status")
     lp.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
     lp.set_defaults(handler=_messages_list)
     rp = msub.add_parser(
@@ -145,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", _demo, "run a self-contained demo with its own IMAP and SMTP servers")
     p.add_argument("--no-wait", action="store_true", help="exit after the table (for tests)")
 
+    check.register(sub)  # config check
     staff.register(sub, actions["tickets"])  # staff, token, optouts, web, tickets show/...
     return parser
 
@@ -227,6 +238,22 @@ def _messages_list(args: argparse.Namespace, settings: Settings) -> int:
         return listings.messages(app, limit, status=args.status)
 
     return _listing(args, settings, fetch, ["id", "status", "sender", "subject", "reason"])
+
+
+def _outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
+    app = _app(settings)
+    actor = (args.actor or settings.staff or "cli").strip().lower()
+    try:
+        with app.sessions.begin() as session:
+            row = retry_failed(session, args.id, actor=actor)
+            line = f"reply #{row.id} to {row.to_addr} is back in the outbox queue"
+    except RetryError as exc:
+        print(f"privbot: outbox retry: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+    print(line)
+    return 0
 
 
 def _messages_retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -342,7 +369,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 def _train(args: argparse.Namespace, settings: Settings) -> int:
     intents_dir = Path(settings.intents_dir or data_folder("intents"))
     bank = intents_dir / "examples"
-    for cached in bank.glob(MODEL_CACHE.format(key="*")):
+    models = model_cache_dir(settings)
+    for cached in models.glob(MODEL_CACHE.format(key="*")):
         cached.unlink(missing_ok=True)  # train afresh, whatever was cached
     _, _, classifier = load_understanding(settings)
     if classifier.model is None or classifier.concepts is None:
@@ -353,7 +381,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     counts = Counter(label for e in examples for label in e.labels)
     print(f"trained on {len(examples)} examples: "
           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))  # fmt: skip
-    for cache in bank.glob(MODEL_CACHE.format(key="*")):
+    for cache in models.glob(MODEL_CACHE.format(key="*")):
         print(f"model: {cache} ({cache.stat().st_size / 1e6:.1f} MB)")
     if args.folds > 1:
         rows = classifier.training_rows(classifier.concepts, examples)

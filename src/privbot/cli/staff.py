@@ -20,7 +20,7 @@ from privbot import erasure, optouts, retention
 from privbot.app import App, build_app
 from privbot.cli.tables import format_table
 from privbot.config import ConfigError, Settings
-from privbot.staff import actions, auth, views
+from privbot.staff import actions, auth, daily, evidence, views
 from privbot.tickets import DEFAULT_STATUSES, STATUSES, parse_ref, ref
 from privbot.web.server import WebServer
 
@@ -41,6 +41,10 @@ def register(sub: Any, tickets: Any) -> None:
     command(ssub, "list", _staff_list, "list staff accounts")
     p = command(ssub, "disable", _staff_disable, "disable an account and sign it out")
     p.add_argument("email")
+    p = command(ssub, "digest", _staff_digest,
+                "the daily staff mail (due and overdue tickets; new ones in digest mode), "
+                "once a day: from PRIVBOT_STAFF_DAILY_HOUR, or at once with --now")  # fmt: skip
+    p.add_argument("--now", action="store_true", help="do not wait for the hour")
 
     token = command(sub, "token", _no_action, "API tokens for machines (the marketing system)")
     tsub = token.add_subparsers(title="actions", metavar="ACTION")
@@ -84,6 +88,20 @@ def register(sub: Any, tickets: Any) -> None:
     p = command(tickets, "note", _tickets_note, "add an internal note")
     p.add_argument("id", type=_ticket_id)
     p.add_argument("text")
+    p.add_argument("--as", dest="actor", help=by)
+    saved = "save an attachment of a ticket's mail to a file (recorded in the audit trail)"
+    p = command(tickets, "attachment", _tickets_attachment, saved)
+    p.add_argument("id", type=_ticket_id)
+    p.add_argument("message", type=int, metavar="MESSAGE_ID", help="the message (tickets show)")
+    p.add_argument("index", type=int, metavar="INDEX", help="the attachment's number, from 0")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE",
+        help="a new file, readable by you only (an existing one is not overwritten); '-': stdout",
+    )  # fmt: skip
+    p.add_argument("--as", dest="actor", help=by)
+    checked = "record that you checked the ticket's identity evidence (its attachments)"
+    p = command(tickets, "evidence-checked", _tickets_evidence_checked, checked)
+    p.add_argument("id", type=_ticket_id)
     p.add_argument("--as", dest="actor", help=by)
 
     optouts = command(sub, "optouts", _no_action, "the suppression list")
@@ -193,6 +211,16 @@ def _staff_disable(args: argparse.Namespace, settings: Settings) -> int:
     return _auth_action(settings, "staff disable", disable)
 
 
+def _staff_digest(args: argparse.Namespace, settings: Settings) -> int:
+    app = _with_app(settings)
+    try:
+        done = daily.run(app, before_hour=args.now)
+    finally:
+        app.close()
+    print(done.describe())
+    return 1 if done.outcome == daily.OFF else 0
+
+
 def _token_create(args: argparse.Namespace, settings: Settings) -> int:
     scopes = tuple(f"suppressions:{s}" for s in args.scopes or ["read"])
 
@@ -295,13 +323,20 @@ def _format_ticket(t: dict[str, Any]) -> str:
         lines.append("")
         if m["direction"] == "in":
             lines.append(f"--- from {m['from']} at {m['at']} [{m['status']}]")
+        elif m["direction"] == "note":
+            lines.append(f"--- internal note by {m['by']} at {m['at']}")
         else:
             lines.append(f"--- {m['kind']} reply to {m['to']} at {m['at']} [{m['status']}]")
         lines.append(m["text"].rstrip())
+        for a in m.get("attachments") or []:
+            what = "removed after the evidence was checked" if a["removed"] else (
+                f"{a['content_type']}, {a['size_text']}"
+            )  # fmt: skip
+            lines.append(f"[attachment {a['index']} of message {m['id']}: {a['name']} ({what})]")
     lines.append("")
     lines.append("audit trail:")
     for e in t["events"]:
-        lines.append(f"  {e['at'][:16]}  {e['kind']:<22} {e['actor']}")
+        lines.append(f"  {e['at'][:16]}  {e['actor']}: {e['text']}")
     return "\n".join(lines)
 
 
@@ -384,6 +419,55 @@ def _tickets_reply(args: argparse.Namespace, settings: Settings) -> int:
             return f"To: {draft.to}\nSubject: {draft.subject}\n\n{draft.body}"
         row = actions.send_reply(app, args.id, body, actor=actor)
         return f"reply #{row} to {draft.to} queued in the outbox"
+
+    return _review(args, settings, run)
+
+
+def _tickets_attachment(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "attachment"
+
+    def run(app: App) -> str:
+        actor = _actor(args, settings, app)
+        # Where it goes first: a file that cannot be made is no reason to record an opening.
+        out = None if args.output == "-" else _new_private_file(args.output)
+        try:
+            found = evidence.open_attachment(
+                app, args.id, args.message, args.index, actor=actor, via="cli"
+            )
+        except BaseException:
+            if out is not None:
+                out.close()
+                Path(args.output).unlink(missing_ok=True)
+            raise
+        if out is None:
+            sys.stdout.buffer.write(found.data)
+            sys.stdout.flush()
+            return ""
+        with out:
+            out.write(found.data)
+        return f"{found.filename} ({len(found.data)} bytes) written to {args.output}"
+
+    return _review(args, settings, run)
+
+
+def _new_private_file(path: str) -> Any:
+    """A new file only its owner can read (passport copies); never one that exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise actions.ReviewError(f"{path}: {exc.strerror or exc}") from None
+    return os.fdopen(fd, "wb")
+
+
+def _tickets_evidence_checked(args: argparse.Namespace, settings: Settings) -> int:
+    args.action_name = "evidence-checked"
+
+    def run(app: App) -> str:
+        count = evidence.mark_checked(app, args.id, actor=_actor(args, settings, app))
+        return (
+            f"{ref(args.id)}: evidence checked ({count} attachment(s)); the retention run "
+            "removes them from the stored mail"
+        )
 
     return _review(args, settings, run)
 

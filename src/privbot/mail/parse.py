@@ -10,8 +10,10 @@ and reply splitting (`quotes`).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from email import policy
+from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import BytesParser
 
@@ -44,6 +46,8 @@ MAX_HTML_CHARS = 4_000_000  # HTML shrinks when converted; cap the input so conv
 
 _BODY_TYPES = ("text/plain", "text/html")
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
+# Marks a part privbot put in place of an attachment it removed (`remove_attachments`).
+REMOVED_HEADER = "X-Privbot-Removed"
 
 
 class ParseError(ValueError):
@@ -56,6 +60,8 @@ class _Walk:
 
     texts: list[str] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
+    # The MIME part of each attachment, same order: what extraction and removal work on.
+    found: list[Message] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     parts: int = 0
     chars: int = 0
@@ -96,14 +102,19 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raise ParseError(f"could not parse message: {type(exc).__name__}: {exc}") from exc
 
 
-def _parse(data: bytes) -> ParsedMessage:
+def _tree(data: bytes, walk: _Walk) -> Message:
+    """The MIME tree of raw bytes, as every reader here sees it."""
     # One newline convention before parsing: CR-only (old Mac) mail would otherwise be one line.
     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").lstrip(b"\n")
-    walk = _Walk()
     data = repair_header_block(data, walk.note)
     # compat32: the MIME structure is the same, and headers are decoded our own way (in
     # `headers`) anyway; the new header registry cost a fifth of handling a message.
-    msg = BytesParser(policy=policy.compat32).parsebytes(data)
+    return BytesParser(policy=policy.compat32).parsebytes(data)
+
+
+def _parse(data: bytes) -> ParsedMessage:
+    walk = _Walk()
+    msg = _tree(data, walk)
     hints = _charset_hints(msg)
     headers = decoded_headers(msg, walk.note, hints)
     _walk_part(msg, walk, depth=0, collect_text=True)
@@ -326,6 +337,7 @@ def _walk_alternative(children: list[Message], walk: _Walk, depth: int, collect_
     for index, _child in parts:  # attachments and notes in document order
         sub = walks[index]
         walk.attachments.extend(sub.attachments)
+        walk.found.extend(sub.found)
         for text in sub.notes:
             walk.note(text)
         if index == chosen:
@@ -354,7 +366,11 @@ def _forward_header(inner: Message) -> str:
 
 
 def _add_attachment(part: Message, ctype: str, walk: _Walk) -> None:
-    walk.attachments.append(Attachment(_filename(part), ctype, _payload_size(part)))
+    size = _payload_size(part)
+    # Anyone can write the header: only a note-sized text part counts as one privbot left.
+    removed = ctype == "text/plain" and size <= 512 and part.get(REMOVED_HEADER) is not None
+    walk.attachments.append(Attachment(_filename(part), ctype, size, removed))
+    walk.found.append(part)
 
 
 def _payload_size(part: Message) -> int:
@@ -365,3 +381,94 @@ def _payload_size(part: Message) -> int:
         except Exception:
             return 0
     return len(_payload_bytes(part))
+
+
+# ---------------------------------------------------------------------------------------------
+# attachments: their bytes, and taking them out
+
+
+@dataclass(frozen=True)
+class AttachmentData:
+    """One attachment of a message as parsing lists it (`ParsedMessage.attachments[index]`),
+    with its decoded bytes."""
+
+    index: int
+    attachment: Attachment
+    data: bytes
+
+
+def attachment_data(raw: bytes, index: int) -> AttachmentData:
+    """The bytes of attachment `index` (0-based, the order `parse_message` lists them in).
+
+    ParseError when the message cannot be read; IndexError when it has no such attachment.
+    The same walk as `parse_message`, so an index shown on a page names the same part here.
+    """
+    _msg, walk = _walked(raw)
+    if not 0 <= index < len(walk.found):
+        raise IndexError(f"the message has {len(walk.found)} attachment(s), no number {index}")
+    return AttachmentData(index, walk.attachments[index], _part_bytes(walk.found[index]))
+
+
+def remove_attachments(raw: bytes, note: str) -> tuple[bytes, int]:
+    """The message with every attachment replaced by a small text/plain part saying `note`
+    (its file name kept, marked with REMOVED_HEADER), and how many were removed.
+
+    The rest of the message (headers, the text the sender wrote) stays as it was; a part
+    already removed is not counted again. ParseError when the message cannot be read.
+    """
+    msg, walk = _walked(raw)
+    removed = 0
+    for part, listed in zip(walk.found, walk.attachments, strict=True):
+        if listed.removed:
+            continue
+        _replace_part(part, listed.filename, note)
+        removed += 1
+    if not removed:
+        return bytes(raw), 0
+    out = io.BytesIO()
+    # No re-folding of headers and no ">From " escaping: only the removed parts change.
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(msg)
+    return out.getvalue(), removed
+
+
+def _walked(raw: bytes) -> tuple[Message, _Walk]:
+    if not isinstance(raw, bytes | bytearray | memoryview) or not bytes(raw).strip():
+        raise ParseError("empty message")
+    walk = _Walk()
+    try:
+        msg = _tree(bytes(raw), walk)
+        _walk_part(msg, walk, depth=0, collect_text=True)
+    except Exception as exc:  # hostile input: a reason, never a crash
+        raise ParseError(f"could not parse message: {type(exc).__name__}: {exc}") from exc
+    return msg, walk
+
+
+def _part_bytes(part: Message) -> bytes:
+    """What a person saving the attachment gets: the decoded content; an attached message
+    as the message itself (an .eml)."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        try:
+            return b"".join(p.as_bytes() for p in payload if isinstance(p, Message))
+        except Exception:
+            return b""
+    return _payload_bytes(part)
+
+
+def _replace_part(part: Message, filename: str | None, note: str) -> None:
+    # Only the part's content headers go: a whole message that is one attachment (a bare
+    # application/pdf) keeps its From, Subject and Date.
+    for name in {k.lower() for k in part}:
+        if name.startswith("content-") or name == REMOVED_HEADER.lower():
+            del part[name]
+    part["Content-Type"] = 'text/plain; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = "8bit"
+    # compat32 keeps 8-bit bodies as surrogate-escaped text; the generator writes the bytes.
+    part.set_payload((note + "\n").encode("utf-8").decode("ascii", "surrogateescape"))
+    if filename:
+        # Control characters and line breaks of a hostile name must not break the header.
+        name = "".join(c if c.isprintable() else "_" for c in filename)[:200]
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", name))
+    else:
+        part.add_header("Content-Disposition", "attachment")
+    part[REMOVED_HEADER] = "yes"

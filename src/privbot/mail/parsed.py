@@ -10,6 +10,8 @@ class Attachment:
     filename: str | None
     content_type: str
     size: int
+    # A note privbot put in its place after the evidence was checked (the bytes are gone).
+    removed: bool = False
 
 
 @dataclass(frozen=True)

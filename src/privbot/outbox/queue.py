@@ -1,5 +1,6 @@
 """Putting mail into the outbox: a composed mail as a new pending row (`sender.py` sends it),
-and the counts of automatic replies a mailbox and its domain got, which the reply cap reads."""
+a failed reply back in the queue (staff's retry), and the counts of automatic replies a
+mailbox and its domain got, which the reply cap reads."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.orm import Session
 
+from privbot.audit import record
 from privbot.db import like_escape
 from privbot.mail.compose import Reply, as_bytes
-from privbot.models import OutboxStatus, Outgoing, utcnow
+from privbot.models import OutboxStatus, Outgoing, iso, utcnow
 
 # Providers that deliver "j.o.e@" to "joe@", and their domains that are one mailbox.
 DOTLESS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
@@ -51,6 +53,40 @@ def queue_outgoing(
         },
     )
     return int(result.inserted_primary_key[0])
+
+
+class RetryError(ValueError):
+    """The reply cannot be put back in the queue; the message says why."""
+
+
+def retry_failed(session: Session, outbox_id: int, *, actor: str) -> Outgoing:
+    """Put a failed reply back in the queue, due now, in the caller's transaction (recorded
+    as `reply_retried`): after staff fixed the cause (the relay, an address, SMTPUTF8).
+
+    It is queued afresh: attempts from zero and the give-up clock (PRIVBOT_SEND_GIVE_UP_HOURS,
+    counted from `created_at`) restarted, else its next temporary failure would fail it at
+    once; when it was first queued and the last error stay in the event.
+    """
+    row = session.get(Outgoing, outbox_id, with_for_update=True)
+    if row is None:
+        raise RetryError(f"no reply #{outbox_id} in the outbox")
+    if row.status != OutboxStatus.FAILED:
+        raise RetryError(f"reply #{outbox_id} is {row.status}: only a failed reply is retried")
+    if row.redacted_at is not None:
+        # Its copy is a placeholder now (retention or erasure): that must never be sent.
+        raise RetryError(f"reply #{outbox_id} was removed under the retention policy")
+    previous = {"queued_at": iso(row.created_at), "attempts": row.attempts,
+                "error": row.last_error}  # fmt: skip
+    now = utcnow()
+    row.status = OutboxStatus.PENDING
+    row.attempts = 0
+    row.next_attempt_at = now
+    row.created_at = now
+    row.lease_until = None
+    row.last_error = None
+    record(session, "reply_retried", ticket=row.ticket_id, actor=actor, outbox=row.id,
+           **previous)  # fmt: skip
+    return row
 
 
 def address_key(address: str) -> str:

@@ -33,6 +33,7 @@ from privbot.audit import record
 from privbot.config import SmtpSettings
 from privbot.crashpoints import crash_point
 from privbot.db import durably
+from privbot.mail.oauth import LoginRefused, TokenError, TokenSource, smtp_login
 from privbot.models import OutboxStatus, Outgoing, utcnow
 from privbot.sentlog import SentLog
 
@@ -60,6 +61,12 @@ class Mailer:
     settings: SmtpSettings
     timeout: float = 30.0
     _conn: smtplib.SMTP | None = None
+    # Access tokens for a relay that takes OAuth (a user and no password in PRIVBOT_SMTP_URL).
+    tokens: TokenSource | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings.user and self.settings.password is None and self.tokens is None:
+            raise ValueError("PRIVBOT_SMTP_URL has no password, and OAuth is not configured")
 
     def send(self, sender: str, recipient: str, raw: bytes) -> None:
         """Hand one mail to the relay. Whatever goes wrong is this mail's own failure, raised
@@ -74,6 +81,10 @@ class Mailer:
             self.close()
             detail = _response(exc.smtp_code, exc.smtp_error)
             raise TemporaryFailure(f"relay refused the connection: {detail}") from exc
+        except (TokenError, LoginRefused) as exc:
+            # No access token, or the relay refused a fresh one: the same for every reply.
+            self.close()
+            raise TemporaryFailure(str(exc)) from exc
         except Exception as exc:
             # Any other fault here (a host name IDNA cannot encode, too) is the connection's,
             # not this reply's: retried, and the rest wait their turn.
@@ -105,6 +116,11 @@ class Mailer:
             code, text = refused[recipient]
             self._raise_for(code, text)
 
+    def connect(self) -> smtplib.SMTP:
+        """Open the connection as a send would (TLS, EHLO, AUTH), sending nothing: what
+        `privbot config check` tries. Errors are smtplib's own."""
+        return self._connect()
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -126,9 +142,16 @@ class Mailer:
             conn = smtplib.SMTP(s.host, s.port, timeout=self.timeout)
             if s.starttls:
                 conn.starttls(context=context)
-        conn.ehlo_or_helo_if_needed()  # here, so a refused EHLO is the connection's failure
-        if s.user:
-            conn.login(s.user, s.password or "")
+        try:
+            conn.ehlo_or_helo_if_needed()  # here, so a refused EHLO is the connection's failure
+            if s.user and s.password is None:
+                assert self.tokens is not None
+                smtp_login(conn, s.user, self.tokens)
+            elif s.user:
+                conn.login(s.user, s.password or "")
+        except BaseException:
+            conn.close()  # a refused login must not leave the connection open
+            raise
         self._conn = conn
         return conn
 
@@ -216,7 +239,7 @@ def _send_row(app: App, mailer: Mailer, row: Outgoing, accepted: list[Outgoing])
     try:
         mailer.send(envelope_sender(app, row), row.to_addr, row.raw)
     except PermanentFailure as exc:
-        log.warning("outbox: reply %s failed: %s", row.id, exc)
+        log.warning("outbox: reply %s failed: %s", row.id, exc, extra=_ids(row))
         _finish(app, [row], OutboxStatus.FAILED, str(exc))
         return True  # this recipient is refused; the relay takes the others
     except TemporaryFailure as exc:
@@ -239,14 +262,20 @@ def _retry_or_give_up(app: App, row: Outgoing, error: str) -> None:
     left = timedelta(hours=app.settings.send_give_up_hours) - waited
     if left <= timedelta(0):
         reason = f"gave up after {_duration(waited)} and {row.attempts} attempts: {error}"
-        log.warning("outbox: reply %s failed: %s", row.id, reason)
+        log.warning("outbox: reply %s failed: %s", row.id, reason, extra=_ids(row))
         _finish(app, [row], OutboxStatus.FAILED, reason)
         return
     # The last try falls on the limit itself: a backoff of up to an hour must not leave a
     # reply pending (and its staff unaware) for that long past it.
     delay = min(backoff(row.attempts, app.settings.retry_seconds), left.total_seconds())
-    log.info("outbox: reply %s deferred (attempt %d): %s", row.id, row.attempts, error)
+    log.info("outbox: reply %s deferred (attempt %d): %s", row.id, row.attempts, error,
+             extra=_ids(row))  # fmt: skip
     _finish(app, [row], OutboxStatus.PENDING, error, retry_in=delay)
+
+
+def _ids(row: Outgoing) -> dict[str, int | None]:
+    """The ids a JSON log line carries as fields (logs.py)."""
+    return {"outbox_id": row.id, "ticket_id": row.ticket_id}
 
 
 def _duration(span: timedelta) -> str:
@@ -296,7 +325,8 @@ def _recover_noted(session: Session, notes: SentLog, now: datetime) -> None:
                     None,
                     recovered="noted as accepted before a crash",
                 )
-                log.info("outbox: reply %s was accepted before a crash; not sent again", row.id)
+                log.info("outbox: reply %s was accepted before a crash; not sent again", row.id,
+                         extra=_ids(row))  # fmt: skip
     if not session.scalar(select(exists().where(Outgoing.status == OutboxStatus.SENDING))):
         notes.clear()
 
@@ -373,7 +403,7 @@ def run_sender(app: App, stop: threading.Event, idle_wait: float = 1.0) -> None:
     """The outbox loop: send while there is work, then sleep until woken or the next poll."""
     if app.settings.smtp is None:
         return
-    mailer = Mailer(app.settings.smtp)
+    mailer = Mailer(app.settings.smtp, tokens=app.tokens)
     try:
         while not stop.is_set():
             try:

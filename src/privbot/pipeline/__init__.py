@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from privbot import optouts
+from privbot import optouts, search
 from privbot.app import App
 from privbot.audit import record
 from privbot.crashpoints import crash_point
@@ -31,6 +31,7 @@ from privbot.pipeline.examine import Examination, examine
 from privbot.pipeline.plan import Plan, plan
 from privbot.pipeline.reply import queue_answer
 from privbot.pipeline.store import store_message, store_messages
+from privbot.staff import notify
 from privbot.tickets import find_thread, open_ticket
 from privbot.understand import Classification
 
@@ -106,7 +107,8 @@ def process_batch(app: App, jobs: list[tuple[int, bytes | None]]) -> list[Outcom
         try:
             seen = _examine_stored(app, message_id) if raw is None else _examine_raw(app, raw)
         except Exception as exc:
-            log.exception("examining message %s failed", message_id)
+            log.exception("examining message %s failed", message_id,
+                          extra={"message_id": message_id})  # fmt: skip
             failed[message_id] = exc
             continue
         if seen is not None:  # None: done already
@@ -120,7 +122,8 @@ def process_batch(app: App, jobs: list[tuple[int, bytes | None]]) -> list[Outcom
             except DBAPIError:
                 raise  # the database is away: nothing was done; the batch waits for next round
             except Exception as exc:
-                log.exception("processing message %s failed", message.id)
+                log.exception("processing message %s failed", message.id,
+                              extra={"message_id": message.id})  # fmt: skip
                 failed[message.id] = exc
         crash_point(app.settings, "mid_transaction")  # all written, nothing committed
     if any(o.reply is not None for o in handled.values()):
@@ -268,6 +271,7 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
         ticket.updated_at = utcnow()
         ticket.intents = list(dict.fromkeys([*ticket.intents, *decision.intents]))
         record(session, "message_joined", ticket=ticket, message=message, by=how)
+    search.index(session, ticket, parsed.new_text)  # found by what they wrote, from now on
     record(session, "classified", ticket=ticket, message=message, **_why(understanding, decision))
 
     # act: what is safe now, at once; the rest is the ticket's
@@ -284,6 +288,8 @@ def _handle(app: App, session: Session, message: Message, seen: Examination) -> 
     # reply: one message that answers everything asked
     reply = queue_answer(app, session, message, parsed, ticket, earlier, understanding, decision,
                          verified=verdict.result == "pass")  # fmt: skip
+    if not joined and not automatic:
+        notify.ticket_opened(app, session, ticket)  # PRIVBOT_STAFF_NOTIFY=each: staff hear now
     _done(message, parsed, MessageStatus.HANDLED, None, ticket)
     message.auth_result = f"{verdict.result}: {verdict.detail}"[:200]
     return Outcome(message.id, MessageStatus.HANDLED, None, ticket.id, reply)

@@ -7,8 +7,9 @@ transaction and records an audit event with the staff member as actor. A bad inp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jinja2
 from sqlalchemy import select
@@ -17,10 +18,11 @@ from sqlalchemy.orm import Session
 from privbot import optouts
 from privbot.app import App
 from privbot.audit import record
-from privbot.mail.compose import compose_reply
+from privbot.mail.compose import NAME_LIMIT, compose_reply, one_line
 from privbot.mail.parse import ParseError, parse_message
 from privbot.models import Event, Example, Message, Ticket, utcnow
 from privbot.outbox.queue import queue_outgoing
+from privbot.replies import long_date
 from privbot.staff import auth
 from privbot.tickets import CLOSED, add_months, ref, reply_subject, statuses_for
 
@@ -28,6 +30,7 @@ MAX_BODY = 20_000
 # GDPR Art. 12(3): the month to answer "may be extended by two further months".
 MAX_EXTENSION_MONTHS = 2
 STAFF_TEMPLATES = "staff"  # replies/staff/*.txt.j2
+QUOTE_LINES = 40  # of the requester's last message, under a reply staff start
 
 
 class ReviewError(ValueError):
@@ -103,6 +106,12 @@ def add_note(app: App, ticket_id: int, text: str, *, actor: str) -> None:
 # -- deadline ------------------------------------------------------------------------------
 
 
+def months_extended(details: Iterable[Mapping[str, Any]]) -> int:
+    """The months a ticket's deadline was already extended by, from its deadline_extended
+    events: the extend action and the ticket page count them the same way."""
+    return sum(int(d.get("months", 0)) for d in details)
+
+
 def extend_deadline(app: App, ticket_id: int, months: int, reason: str, *, actor: str) -> Ticket:
     """Move the due date by 1-2 months (at most 2 in all) and tell the requester why."""
     reason = reason.strip()
@@ -114,8 +123,8 @@ def extend_deadline(app: App, ticket_id: int, months: int, reason: str, *, actor
         ticket = locked_ticket(session, ticket_id)
         if ticket.closed_at is not None:
             raise ReviewError("the ticket is closed; reopen it before extending")
-        used = sum(
-            int(e.detail.get("months", 0))
+        used = months_extended(
+            e.detail
             for e in session.scalars(
                 select(Event).where(Event.ticket_id == ticket.id, Event.kind == "deadline_extended")
             )
@@ -272,6 +281,52 @@ def render_template(app: App, ticket_id: int, name: str, *, actor: str, **extra:
         return app.replies.render(f"{STAFF_TEMPLATES}/{name}.txt.j2", language, **context)
     except jinja2.TemplateError as exc:
         raise ReviewError(f"template {name}: {exc}") from None
+
+
+def start_reply(app: App, ticket_id: int, name: str, *, actor: str) -> str:
+    """What the reply box starts from: the template, in the ticket's language, with the
+    requester's last message quoted below it (as a mail client quotes the mail answered)."""
+    body = render_template(app, ticket_id, name, actor=actor).rstrip()
+    quoted = quote_last_message(app, ticket_id)
+    return f"{body}\n\n{quoted}\n" if quoted else body + "\n"
+
+
+def quote_last_message(app: App, ticket_id: int) -> str:
+    """The requester's last message as '> ' lines under a 'date, sender:' line; '' if none.
+
+    Only what they wrote that time (not the history they quoted), and at most QUOTE_LINES
+    lines: the mail goes to whatever From said, so a forger's essay is not sent back whole.
+    The attribution has no words, so it reads the same in every language of the replies.
+    """
+    with app.sessions() as session:
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise ReviewError(f"no ticket {ref(ticket_id)}")
+        last = session.scalar(
+            select(Message)
+            .where(Message.ticket_id == ticket_id)
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if last is None:
+            return ""
+        raw, received_at, language = last.raw, last.received_at, ticket.language
+    try:
+        parsed = parse_message(raw)
+    except ParseError:
+        return ""
+    lines = [one_line(line) for line in (parsed.new_text or parsed.text).strip().splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    if not lines:
+        return ""
+    if len(lines) > QUOTE_LINES:
+        lines = [*lines[:QUOTE_LINES], "…"]
+    who = one_line(parsed.from_name, NAME_LIMIT)
+    sender = f"{who} <{parsed.from_addr}>" if who and parsed.from_addr else who or parsed.from_addr
+    when = long_date(received_at, app.replies.language(language))
+    head = ", ".join(x for x in (when, sender) if x)
+    return "\n".join([f"{head}:" if head else "", *(f"> {line}".rstrip() for line in lines)])
 
 
 @dataclass(frozen=True)

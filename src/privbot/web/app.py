@@ -23,9 +23,10 @@ from itsdangerous import TimestampSigner
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from privbot.app import App
-from privbot.web import api, public, staff
+from privbot.web import api, attachments, ops, problems, public, staff
+from privbot.web.head import HeadAsGet
 from privbot.web.security import CsrfError, LoginRequired, RateLimiter, WebState
-from privbot.web.views import humanize
+from privbot.web.views import humanize, when
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
@@ -77,11 +78,15 @@ def create_app(app: App) -> FastAPI:
         lstrip_blocks=True,
     )
     env.filters["humanize"] = humanize
+    env.filters["when"] = when
     api_app.state.templates = Jinja2Templates(env=env)
     api_app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     api_app.include_router(public.router)
     api_app.include_router(staff.router)
+    api_app.include_router(attachments.router)
+    api_app.include_router(problems.router)
     api_app.include_router(api.router)
+    api_app.include_router(ops.router)  # /healthz, /readyz, /metrics
 
     def harden(request: Request, response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
@@ -95,6 +100,9 @@ def create_app(app: App) -> FastAPI:
     @api_app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
         return harden(request, await call_next(request))
+
+    # Outermost: everything inside (the headers above, sign-in redirects) sees the GET.
+    api_app.add_middleware(HeadAsGet)
 
     @api_app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
@@ -33,6 +34,19 @@ MAX_CHAT_BODY = 16 * chat.MAX_MESSAGE
 # On a refusal that leaves the body unread: a connection kept open would go on reading
 # (and throwing away) whatever the client still sends.
 HANG_UP = {"Connection": "close"}
+
+
+FAVICON = Path(__file__).parent / "static" / "favicon.svg"
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    # Browsers and bookmarks ask for /favicon.ico whatever the page links: the same SVG.
+    return Response(
+        FAVICON.read_bytes(),
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 @router.get("/")

@@ -42,9 +42,11 @@ class WebServer:
         self.port = sock.getsockname()[1]
         # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback (or from
         # FORWARDED_ALLOW_IPS); only PRIVBOT_TRUSTED_PROXIES decides that (web.security).
+        # log_config None: uvicorn's lines go through privbot's handler (text or JSON) rather
+        # than a console handler of uvicorn's own.
         config = uvicorn.Config(
             create_app(self.app), log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=5, proxy_headers=False,
+            timeout_graceful_shutdown=5, proxy_headers=False, log_config=None,
         )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

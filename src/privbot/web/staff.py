@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from privbot import optouts
 from privbot.replies import language_name
-from privbot.staff import actions, auth, views
-from privbot.tickets import parse_ref, ref, statuses_for
+from privbot.staff import actions, auth, evidence, views
+from privbot.tickets import REF, REF_PREFIX, parse_ref, ref, statuses_for
 from privbot.web.security import StaffForm, StaffPage, StaffUser, state
 from privbot.web.views import render
 
@@ -28,11 +28,24 @@ router = APIRouter()
 MAX_TICKET_ID = 2**31 - 1
 
 
-def _ticket_id(ticket_id: int) -> int:
-    """The ticket id in the path; 404 for one no ticket can have, rather than a crash."""
-    if not 0 < ticket_id <= MAX_TICKET_ID:
-        raise HTTPException(404, f"There is no ticket {ref(ticket_id)}.")
-    return ticket_id
+def _ticket_id(ticket_id: str) -> int:
+    """The ticket in the path ("7", "JC-7"); 404 for what no ticket can be, not a crash."""
+    number = _number(ticket_id)
+    if number is None:
+        raise HTTPException(404, f"There is no ticket {ticket_id[:40]}.")
+    return number
+
+
+def _number(reference: str) -> int | None:
+    number = parse_ref(reference)
+    return number if number is not None and 0 < number <= MAX_TICKET_ID else None
+
+
+def _missing(request: Request, user: StaffUser, reference: str) -> Response:
+    """The friendly 404 of a ticket page: the layout, what was asked, a search box."""
+    shaped = REF.fullmatch(reference.strip())
+    return render(request, "not_found.html", user, 404, reference=reference[:40],
+                  ref=f"{REF_PREFIX}{shaped.group(1)[:20]}" if shaped else "")  # fmt: skip
 
 
 # After the staff member in each signature: dependencies run in order, so sign-in comes first.
@@ -49,6 +62,8 @@ DONE = {
     "reclassified": "Reclassified; the message is now an example the classifier learns from.",
     "optout": "Opt-out recorded.",
     "optout_undone": "Opt-out withdrawn.",
+    "evidence_checked": "Evidence marked checked; its attachments are removed under the "
+    "retention rules, and the check stays in the audit trail.",
 }
 
 
@@ -62,22 +77,51 @@ def queue_page(
     language: str = Query("", max_length=8),
     q: str = Query("", max_length=200),
     page: int = Query(1, ge=1, le=100_000),
+    sort: str = Query("", max_length=16),
+    due: str = Query("", max_length=16),
 ) -> Response:
     app = state(request).app
-    if assignee == "me":
-        assignee = user.email
-    f = views.QueueFilter(type, status, assignee, language, q, page)
+    # Typed or hand-made links: a NUL is no text PostgreSQL takes, so none reaches a query.
+    type, status, assignee, language, q = (
+        v.replace("\x00", "") for v in (type, status, assignee, language, q)
+    )
+    mine = assignee == "me"
+    f = views.QueueFilter(type, status, user.email if mine else assignee, language, q, page,
+                          sort if sort in views.SORTS else "",
+                          due if due in views.DUE_VIEWS else "")  # fmt: skip
     result = views.queue(app, f)
     params = {k: v for k, v in (("type", type), ("status", status), ("assignee", assignee),
-                                ("language", language), ("q", q)) if v}  # fmt: skip
+                                ("language", language), ("q", q), ("due", f.due)) if v}  # fmt: skip
+    sorted_by = {"sort": f.sort} if f.sort else {}
 
     def page_link(n: int) -> str:
-        return "/queue?" + urlencode({**params, "page": n})
+        return "/queue?" + urlencode({**params, **sorted_by, "page": n})
+
+    def sort_link(key: str) -> str:
+        """The column's link: by it (newest first for times), or the other way round."""
+        first = "due" if key == "due" else f"-{key}"
+        flipped = first[1:] if first.startswith("-") else f"-{first}"
+        chosen = flipped if result["sort"] == first else first
+        return "/queue?" + urlencode({**params, "sort": chosen})
 
     return render(
         request, "queue.html", user, result=result, f=f, choices=views.queue_choices(app),
-        page_link=page_link, filtered=bool(params),
+        page_link=page_link, sort_link=sort_link, filtered=bool(params),
+        saved_views=_saved_views(f, mine),
     )  # fmt: skip
+
+
+def _saved_views(f: views.QueueFilter, mine: bool) -> list[tuple[str, str, bool]]:
+    """The queue's saved views: (label, link, whether it is the one shown)."""
+    plain = not (f.type or f.status or f.language or f.q)
+    return [
+        ("Open", "/queue", plain and not f.assignee and not f.due),
+        ("Mine", "/queue?assignee=me", plain and mine and not f.due),
+        ("Unassigned", "/queue?assignee=none", plain and f.assignee == "none" and not f.due),
+        ("Overdue", "/queue?due=overdue", plain and not f.assignee and f.due == "overdue"),
+        ("Due this week", "/queue?due=week", plain and not f.assignee and f.due == "week"),
+        ("All tickets", "/queue?status=all", f.status == views.ALL and not f.q and not f.due),
+    ]
 
 
 def _ticket_page(
@@ -94,10 +138,10 @@ def _ticket_page(
     app = state(request).app
     ticket = views.ticket_detail(app, ticket_id)
     if ticket is None:
-        raise HTTPException(404, f"There is no ticket {ref(ticket_id)}.")
+        return _missing(request, user, ref(ticket_id))
     if template and not draft:
         try:
-            draft = actions.render_template(app, ticket_id, template, actor=user.email)
+            draft = actions.start_reply(app, ticket_id, template, actor=user.email)
         except actions.ReviewError as exc:
             error = str(exc)
     with app.sessions() as session:
@@ -117,10 +161,14 @@ def _ticket_page(
 def ticket_page(
     request: Request,
     user: StaffPage,
-    ticket_id: TicketId,
+    ticket_id: str,
     template: str = Query("", max_length=64),
 ) -> Response:
-    return _ticket_page(request, user, ticket_id, template=template)
+    # "/tickets/JC-7" as well as "/tickets/7"; anything else is the friendly 404.
+    number = _number(ticket_id)
+    if number is None:
+        return _missing(request, user, ticket_id)
+    return _ticket_page(request, user, number, template=template)
 
 
 async def _act(
@@ -201,6 +249,26 @@ async def extend(
     )
 
 
+def _wants_json(request: Request) -> bool:
+    # The ticket page's script asks for JSON; a plain form post (no script) gets the page.
+    return "application/json" in request.headers.get("accept", "")
+
+
+@router.get("/tickets/{ticket_id}/reply/template")
+def reply_template(
+    request: Request,
+    user: StaffPage,
+    ticket_id: TicketId,
+    name: str = Query("", max_length=64),
+) -> Response:
+    """The reply box's start for a template, as JSON: the page fills it in without a reload."""
+    try:
+        body = actions.start_reply(state(request).app, ticket_id, name, actor=user.email)
+    except actions.ReviewError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return JSONResponse({"template": name, "body": body})
+
+
 @router.post("/tickets/{ticket_id}/reply/preview")
 async def reply_preview(
     request: Request,
@@ -215,8 +283,12 @@ async def reply_preview(
         try:
             draft = actions.draft_reply(app, ticket_id, body)
         except actions.ReviewError as exc:
+            if _wants_json(request):
+                return JSONResponse({"error": str(exc)}, status_code=400)
             return _ticket_page(request, user, ticket_id, error=str(exc), status_code=400,
                                 draft=body, template=template)  # fmt: skip
+        if _wants_json(request):
+            return JSONResponse({"to": draft.to, "subject": draft.subject, "body": draft.body})
         return _ticket_page(request, user, ticket_id, draft=body, preview=draft, template=template)
 
     return await run_in_threadpool(show)
@@ -257,6 +329,11 @@ async def note(
     text: str = Form(""),
 ) -> Response:
     return await _review(request, user, ticket_id, "noted", actions.add_note, text)
+
+
+@router.post("/tickets/{ticket_id}/evidence-checked")
+async def evidence_checked(request: Request, user: StaffForm, ticket_id: TicketId) -> Response:
+    return await _review(request, user, ticket_id, "evidence_checked", evidence.mark_checked)
 
 
 @router.post("/tickets/{ticket_id}/reclassify")

@@ -22,32 +22,62 @@
     parent.appendChild(el);
   }
 
-  // The reply is the same text a mail would carry: headings 'Our privacy policy, section
-  // "X":' and '> ' quotations. Shown as headings and quotes, still as plain text.
+  function normal(text) { return text.replace(/\s+/g, " ").trim(); }
+
+  var OPENING = "\"\u201c\u201e\u00ab\u00bb\u2018\u201a'";
+  var CLOSING = "\"\u201d\u201c\u00bb\u00ab\u2019\u2018'";
+
+  // The section a paragraph introduces, or null. The reply is mail text, wrapped at 76
+  // columns, so a long heading spans lines and the reader's language words it: a heading
+  // is a paragraph ending in ':' that names, in quotation marks, a section the answer cites.
+  function sectionOf(text, sections) {
+    if (text.charAt(text.length - 1) !== ":") { return null; }
+    for (var i = 0; i < sections.length; i++) {
+      var name = normal(sections[i]);
+      var at = name ? text.indexOf(name) : -1;
+      while (at > 0) {
+        var before = text.charAt(at - 1);
+        var after = text.charAt(at + name.length);
+        if (OPENING.indexOf(before) !== -1 && CLOSING.indexOf(after) !== -1) { return sections[i]; }
+        at = text.indexOf(name, at + 1);
+      }
+    }
+    var english = text.match(/^Our privacy policy, section "(.+)":$/);
+    return english ? english[1] : null;
+  }
+
+  // The reply is the same text a mail would carry: a heading before each section quoted,
+  // and '> ' quotations. Shown as headings and quotes, still as plain text.
   function render(div, data) {
+    var sections = data.sections || [];
     var quote = [];
     var prose = [];
-    function flush() {
-      if (prose.length) { para(div, "", prose.join(" ")); prose = []; }
-      if (quote.length) { para(div, "quote", quote.join(" ").replace(/\s+/g, " ").trim()); quote = []; }
+    function flushProse() {
+      if (!prose.length) { return; }
+      var text = normal(prose.join(" "));
+      prose = [];
+      var section = sectionOf(text, sections);
+      if (section) { para(div, "cite", "Privacy policy · " + section); }
+      else { para(div, "", text); }
+    }
+    function flushQuote() {
+      if (quote.length) { para(div, "quote", normal(quote.join(" "))); quote = []; }
     }
     data.reply.split("\n").forEach(function (line) {
-      var cite = line.match(/^Our privacy policy, section "(.+)":$/);
-      if (cite) { flush(); para(div, "cite", "Privacy policy · " + cite[1]); return; }
       if (line.indexOf(">") === 0) {
-        if (prose.length) { para(div, "", prose.join(" ")); prose = []; }
+        flushProse();
         var text = line.replace(/^>\s?/, "");
-        if (text === "") { if (quote.length) { para(div, "quote", quote.join(" ")); quote = []; } }
-        else { quote.push(text); }
+        if (text.trim() === "") { flushQuote(); } else { quote.push(text); }
         return;
       }
-      if (line.trim() === "") { flush(); return; }
-      if (quote.length) flush();
+      flushQuote();
+      if (line.trim() === "") { flushProse(); return; }
       prose.push(line.trim());
     });
-    flush();
-    if (data.sections && data.sections.length) {
-      para(div, "sources", "Cited: " + data.sections.join(", "));
+    flushProse();
+    flushQuote();
+    if (sections.length) {
+      para(div, "sources", "Cited: " + sections.join(", "));
     }
   }
 
