@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from privbot import db
 from privbot.config import ConfigError, Settings
-from privbot.health import Probes
 from privbot.mail.oauth import TokenSource
-from privbot.metrics import Metrics, new_metrics
 from privbot.models import Example
+from privbot.ops.health import Probes
+from privbot.ops.metrics import Metrics, new_metrics
 from privbot.replies import Replies, load_replies
 from privbot.sentlog import SentLog
 from privbot.understand import Classification, Classifier, Intents, IntentsError, load_intents
@@ -45,8 +45,8 @@ class App:
     # Set when there is new work, so idle workers wake at once instead of at their next poll.
     inbound_ready: threading.Event = field(default_factory=threading.Event)
     outbox_ready: threading.Event = field(default_factory=threading.Event)
-    # This App's Prometheus registry (metrics.py) and the readiness checks of the parts this
-    # process runs (health.py; serve adds them).
+    # This App's Prometheus registry (ops/metrics.py) and the readiness checks of the parts this
+    # process runs (ops/health.py; serve adds them).
     metrics: Metrics = field(default_factory=new_metrics)
     probes: Probes = field(default_factory=Probes)
     # OAuth access tokens for IMAP and SMTP logins (mail/oauth.py), None without OAuth.

@@ -160,7 +160,7 @@ class Settings:
     # Days after staff marked a ticket's identity evidence checked before the retention run
     # removes the attachments from its mail (0: at the next run); the check itself stays.
     retain_evidence_days: int = 0
-    # Operations (health.py, metrics.py): /metrics on the web app answers only a request
+    # Operations (ops/health.py, ops/metrics.py): /metrics on the web app answers only a request
     # with this bearer token (404 unset); and/or on its own listener at this HOST:PORT.
     metrics_token: str | None = None
     metrics_listen: tuple[str, int] | None = None

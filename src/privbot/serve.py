@@ -13,7 +13,7 @@ from privbot import pipeline, retention
 from privbot.app import App
 from privbot.channels.imap import ImapWatcher
 from privbot.channels.smtp import listening, start_receiver
-from privbot.metrics import MetricsListener
+from privbot.ops.metrics import MetricsListener
 from privbot.outbox import sender
 from privbot.staff import daily, notify
 from privbot.web.server import WebServer

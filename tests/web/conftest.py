@@ -11,7 +11,9 @@ from fastapi.testclient import TestClient
 from privbot.app import App
 from privbot.staff import auth
 from privbot.web import create_app
-from testing.apps import make_app
+from privbot.web.server import WebServer
+from testing.apps import make_app, wait_until
+from testing.servers import free_port
 
 STAFF = "ada@junocloud.me"
 PASSWORD = "correct horse battery"
@@ -62,3 +64,17 @@ def staff_client(web_app: App, client: TestClient) -> TestClient:
     add_staff(web_app)
     client.csrf = login(client)  # type: ignore[attr-defined]
     return client
+
+
+@pytest.fixture
+def served(db_url: str) -> Iterator[tuple[App, str]]:
+    """The web app under uvicorn on a free loopback port, for a browser or an HTTP client."""
+    port = free_port()
+    app = make_app(db_url, secret_key="served-secret", web=f"127.0.0.1:{port}")
+    server = WebServer(app, "127.0.0.1", port).start()
+    try:
+        wait_until(lambda: server.started, timeout=20, what="uvicorn started")
+        yield app, server.url
+    finally:
+        server.stop()
+        app.close()

@@ -6,7 +6,7 @@ Screenshots go to build/screenshots/."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,8 @@ from sqlalchemy import select
 from privbot import pipeline
 from privbot.app import App
 from privbot.models import Event, Message, Outgoing
-from privbot.web.server import WebServer
-from testing.apps import mail, make_app, wait_until
-from testing.servers import CaptureRelay, free_port
+from testing.apps import mail, make_app
+from testing.servers import CaptureRelay
 from tests.conftest import REPO_ROOT, unavailable
 from tests.outbox.test_retry import _send_all
 from tests.staff.test_evidence import PASSPORT, access_with_evidence
@@ -32,19 +31,6 @@ SHOTS = Path(os.environ.get("PRIVBOT_SCREENSHOTS", REPO_ROOT / "build" / "screen
 WIDTHS = {"desktop": (1360, 900), "phone": (390, 844)}
 HOSTILE_HTML = b"<html><head><title>pwned</title></head><script>alert(1)</script></html>"
 LONG = "https://evil.example/" + "x" * 240  # one unbroken string, as hostile mail has
-
-
-@pytest.fixture
-def served(db_url: str) -> Iterator[tuple[App, str]]:
-    port = free_port()
-    app = make_app(db_url, secret_key="browser-secret", web=f"127.0.0.1:{port}")
-    server = WebServer(app, "127.0.0.1", port).start()
-    try:
-        wait_until(lambda: server.started, timeout=20, what="uvicorn started")
-        yield app, server.url
-    finally:
-        server.stop()
-        app.close()
 
 
 @pytest.fixture(params=list(WIDTHS))

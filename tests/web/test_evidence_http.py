@@ -5,37 +5,21 @@ origin) and always an audit event; retries and the evidence check are CSRF-check
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from urllib.parse import unquote
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from privbot import pipeline
 from privbot.app import App
 from privbot.models import Event, Message, Outgoing
-from privbot.web.server import WebServer
-from testing.apps import mail, make_app, wait_until
-from testing.servers import CaptureRelay, free_port
+from testing.apps import mail, make_app
+from testing.servers import CaptureRelay
 from tests.outbox.test_retry import _refused_reply
 from tests.staff.test_evidence import PASSPORT, access_with_evidence, evidence_mail
 from tests.web.conftest import PASSWORD, STAFF, add_staff, csrf_of
 
 HOSTILE_HTML = b"<html><script>document.title='pwned'</script><h1>not a page of ours</h1>"
-
-
-@pytest.fixture
-def served(db_url: str) -> Iterator[tuple[App, str]]:
-    port = free_port()
-    app = make_app(db_url, secret_key="http-secret", web=f"127.0.0.1:{port}")
-    server = WebServer(app, "127.0.0.1", port).start()
-    try:
-        wait_until(lambda: server.started, timeout=20, what="uvicorn started")
-        yield app, server.url
-    finally:
-        server.stop()
-        app.close()
 
 
 def signed_in(base: str) -> tuple[httpx.Client, str]:

@@ -26,7 +26,8 @@ PUBLIC = {
     ("POST", "/api/v1/chat"),
     ("GET", "/chat/confirm/{token}"),
     ("POST", "/chat/confirm/{token}"),
-    # For monitoring: a word per check; /metrics has a token of its own (tests/test_ops.py).
+    # For monitoring: a word per check; /metrics has a token of its own
+    # (tests/ops/test_health_and_metrics.py).
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),

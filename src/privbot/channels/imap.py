@@ -55,7 +55,7 @@ class ImapWatcher:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self.connected = threading.Event()  # for tests and the demo: the first sync is done
-        self.online = threading.Event()  # logged in now (readiness: health.py)
+        self.online = threading.Event()  # logged in now (readiness: ops/health.py)
         self.uidvalidity: int | None = None
 
     def stop(self) -> None:

@@ -286,7 +286,7 @@ def connection_cap(wanted: int) -> int:
 
 
 def listening(controller: Controller) -> bool:
-    """Whether the receiver is accepting connections now (readiness: health.py)."""
+    """Whether the receiver is accepting connections now (readiness: ops/health.py)."""
     server = controller.server
     return server is not None and server.is_serving() and controller.loop.is_running()
 

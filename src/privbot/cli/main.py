@@ -26,8 +26,8 @@ from privbot.cli import check, listings, staff
 from privbot.cli.demo import run_demo
 from privbot.cli.tables import format_table
 from privbot.config import ConfigError, Settings, load_settings
-from privbot.logs import configure_logging
 from privbot.models import MessageStatus, OutboxStatus
+from privbot.ops.logs import configure_logging
 from privbot.outbox.queue import RetryError, retry_failed
 from privbot.pipeline.examine import examine, foresee
 from privbot.pipeline.reply import answer_text

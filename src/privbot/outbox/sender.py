@@ -274,7 +274,7 @@ def _retry_or_give_up(app: App, row: Outgoing, error: str) -> None:
 
 
 def _ids(row: Outgoing) -> dict[str, int | None]:
-    """The ids a JSON log line carries as fields (logs.py)."""
+    """The ids a JSON log line carries as fields (ops/logs.py)."""
     return {"outbox_id": row.id, "ticket_id": row.ticket_id}
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from privbot.health import readiness
+from privbot.ops.health import readiness
 from privbot.web.security import state
 
 router = APIRouter()

@@ -21,8 +21,8 @@ from sqlalchemy import func, select, update
 from privbot import db, pipeline
 from privbot.app import App, data_folder
 from privbot.channels.smtp import listening, start_receiver
-from privbot.metrics import REASONS, reason_class
 from privbot.models import Message, Outgoing, Ticket, utcnow
+from privbot.ops.metrics import REASONS, reason_class
 from privbot.outbox.sender import Mailer, send_due
 from privbot.serve import Service
 from privbot.web import create_app
@@ -309,7 +309,7 @@ def test_not_ready_without_the_database_and_metrics_say_so(sqlite_url: str) -> N
     assert client.get("/healthz").status_code == 200
     # The registry is the App's (built with the working sessions): its database figures
     # still come from the working database. A registry over the cut one says it is down.
-    from privbot.metrics import new_metrics
+    from privbot.ops.metrics import new_metrics
 
     down = parse(_exposition(dataclasses.replace(cut, metrics=new_metrics(cut.sessions))))
     assert value(down, "privbot_database_up") == 0
