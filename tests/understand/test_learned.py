@@ -178,3 +178,51 @@ def test_a_section_that_is_no_heading_of_the_policy_stops_start_up(
     examples = read_bank(_bank(tmp_path, [("What cookies?", ["Biscuits"])]))
     with pytest.raises(IntentsError, match="Biscuits"):
         classifier.learn(concepts, lambda: examples, "bad-sections", None)
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "language", "thread"),
+    [
+        ("Re: Cerere ștergere cont", "Mulțumesc, totul e în regulă acum!", "ro", True),
+        ("SV: Afmelding af nyhedsbrev", "Tak, det virker.", "da", True),
+        ("AW: [12] Löschung meines Kontos", "Danke!", "de", True),
+        ("ΑΠ: Διαγραφή λογαριασμού", "Ευχαριστώ!", "el", True),
+        ("Fwd: Delete my account", "Still nothing. Please do it now.", "en", False),
+        ("WG: Löschung meines Kontos", "Bitte endlich erledigen.", "de", False),
+        ("Re: Delete my account", "", "en", False),  # the subject is all the sender wrote
+        ("Delete my account", "Thanks.", "en", False),
+    ],
+)
+def test_a_replys_subject_is_the_threads_not_a_new_request(
+    concepts: Concepts, subject: str, body: str, language: str, thread: bool
+) -> None:
+    sentences = split_sentences(body, subject)
+    assert sentences[0].is_subject and sentences[0].thread is thread
+    assert not sentences[0].text.lower().startswith(("re:", "sv:", "aw:", "fwd:", "wg:"))
+    features = concept_features(concepts, sentences[:1], language)
+    # Its frames are the thread's, never the plain frames a request now makes.
+    assert features, "the subject names an action"
+    assert all(k.startswith("thread:") for k in features) is thread, features
+    assert any(k.startswith(("f:", "subj:")) for k in features) is not thread, features
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "asked"),
+    [
+        # A thank-you under the subject of the request we answered asks for nothing.
+        ("Re: Please delete my account", "Thank you, all done, everything is fine now.", ()),
+        ("SV: Afmelding af nyhedsbrev", "Tak, det virker. Der er ikke kommet flere.", ()),
+        # A forward's subject is the sender's own request, sent again.
+        (
+            "Fwd: Please delete my account",
+            "Please delete my account and all my data.",
+            ("deletion",),
+        ),
+    ],
+)
+def test_the_shipped_model_reads_a_replys_subject_as_context(
+    shipped: Classifier, subject: str, body: str, asked: tuple[str, ...]
+) -> None:
+    reading = shipped.classify(body, subject)
+    requests = tuple(i for i in reading.intents if i in shipped.intents.requests)
+    assert requests == asked, (reading.intents, reading.probabilities)

@@ -266,7 +266,7 @@ class Classifier:
         """The sentences the sender wrote (list footers left out, as the phrases do), and
         them as one text for the n-grams."""
         sentences = [s for s in sentences if not self.cues.footers.match(s.tokens, s.norm)]
-        return sentences, "\n".join(s.text for s in sentences)
+        return sentences, "\n".join(s.text for s in sentences if not s.thread)
 
     def _features(
         self,
@@ -324,8 +324,8 @@ class Classifier:
                     spam_signals.add(hit.phrase.text)
                 elif hit.phrase.kind == "spam.decisive" and (sent.is_subject or si < 3):
                     spam_signals.update(f"{hit.phrase.text}#{n}" for n in range(SPAM_OVERRIDE))
-            if self.cues.footers.match(sent.tokens, sent.norm):
-                continue  # a list footer is not the sender speaking
+            if sent.thread or self.cues.footers.match(sent.tokens, sent.norm):
+                continue  # a reply's subject or a list footer is not the sender asking now
             is_question, is_request = self.cues.sentence_mode(sent, hits)
             sentence_asks: set[str] = set()
             sentence_weights: dict[str, list[float]] = {}

@@ -106,7 +106,10 @@ def concept_features(
         # so that the model can tell it from "how do I stop...?".
         polite = "polite" in here
         objects = [c for c in here if c.startswith("obj_")] or ["obj_none"]
-        prefix = "subj:" if sent.is_subject else ""
+        prefix = "thread:" if sent.thread else "subj:" if sent.is_subject else ""
+        # A reply's subject says what the thread was about, not what is asked now: its
+        # frames are features of their own, for the model to weigh.
+        frame = "thread:" if sent.thread else ""
         for concept in here:
             _add(out, f"{prefix}c:{concept}")
         for act in ACTS:
@@ -120,9 +123,9 @@ def concept_features(
                 else "q" if asking else "if" if conditional else "do"
             )  # fmt: skip
             for obj in objects:
-                _add(out, f"f:{mood}:{act}+{obj}")
-                _add(out, f"f:{act}+{obj}")
-            _add(out, f"a:{mood}:{act}")
+                _add(out, f"{frame}f:{mood}:{act}+{obj}")
+                _add(out, f"{frame}f:{act}+{obj}")
+            _add(out, f"{frame}a:{mood}:{act}")
     for key, value in out.items():
         out[key] = math.log1p(value)
     return out

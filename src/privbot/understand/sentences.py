@@ -11,7 +11,15 @@ from privbot.understand.language import normalise, tokenise
 
 URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_SUBJECT_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|tr|rv|sv|vs|antw)\s*:\s*)+", re.I)
+# Reply and forward prefixes of the clients JunoCloud's users write with (Re, AW, SV, VS,
+# Antw, Odp, R, RES, ΑΠ, Vá; Fwd, WG, TR, RV, ENC, Doorst, VL, PD, I, ΠΡΘ), with a counter.
+_REPLIES = "re|aw|sv|vs|antw|odp|r|res|rif|απ|v[aá]"
+_FORWARDS = "fwd?|wg|tr|rv|enc|doorst|vl|pd|i|πρθ"
+_PREFIX = rf"\s*(?:{_REPLIES}|{_FORWARDS})\s*(?:\[\d+\])?\s*:"
+_SUBJECT_PREFIX = re.compile(rf"^(?:{_PREFIX}\s*)+", re.I)
+# A reply's subject is the thread's (an earlier mail's words, often the request we answered);
+# a forward's is the forwarded mail's, which the sender sends again on purpose.
+_REPLY_PREFIX = re.compile(rf"^\s*(?:{_REPLIES})\s*(?:\[\d+\])?\s*:", re.I)
 _LIST_MARK = re.compile(r"(?:\d{1,3}|[a-z])[.)]")
 _SENTENCE_END = re.compile(r"(?<=[!?。！？])\s*|(?<=[.;])\s+(?=[^\d\s(])")
 
@@ -22,11 +30,15 @@ class Sentence:
     tokens: tuple[str, ...]
     norm: str
     is_subject: bool = False
+    # The subject of a reply above new words of the sender's: context, as a quote is ("Re:
+    # Delete my account" over "Thank you, all fine now" asks for nothing).
+    thread: bool = False
 
 
 def split_sentences(new_text: str, subject: str) -> list[Sentence]:
     """Subject first, then the body split into sentences (soft-wrapped lines rejoined)."""
     out: list[Sentence] = []
+    reply = bool(_REPLY_PREFIX.match(normalise(subject or "")))
     subject = _SUBJECT_PREFIX.sub("", subject or "").strip()
     if subject:
         out.append(make_sentence(subject, is_subject=True))
@@ -39,6 +51,8 @@ def split_sentences(new_text: str, subject: str) -> list[Sentence]:
             elif piece:
                 out.append(make_sentence(pending + piece))
                 pending = ""
+    if reply and len(out) > 1 and out[0].is_subject:
+        out[0] = Sentence(out[0].text, out[0].tokens, out[0].norm, True, thread=True)
     return out
 
 
