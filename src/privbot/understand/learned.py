@@ -44,7 +44,7 @@ GRAM_BUCKETS = 2**16  # hashed n-gram columns: 65,536 x labels float32 is under 
 C = 16.0
 STAFF_WEIGHT = 25.0  # one correction must change what the model says about that text
 # Part of every cached model's key: change it when the features change.
-FEATURES_VERSION = f"5 C={C} grams={GRAM_BUCKETS}"
+FEATURES_VERSION = f"6 C={C} grams={GRAM_BUCKETS}"  # 6: a reply's subject: thread:
 
 
 @dataclass(frozen=True)
