@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from privbot.mail.compose import as_bytes, compose_reply
+from privbot.mail.compose import as_bytes, compose_reply, is_reply, strip_prefixes
 from privbot.tickets import reply_subject
 
 WORDS = ["Grüße", "hello", "données", "ŽŠČ", "x" * 40, "我的数据", "a", "Re:", "[JC-3]",
@@ -77,3 +77,22 @@ def test_no_header_line_reaches_998_characters_whatever_came_in() -> None:
         assert back["Subject"] == subject_now
         assert "In-Reply-To" not in back  # an id no line can carry: not ours to shorten
         assert back["References"].split() == ["<first@example.org>", f"<{fits}>"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "bare", "reply"),
+    [
+        ("Re: AW: Fwd: Löschung", "Löschung", True),
+        ("Odp: VS[2]: Usunięcie konta", "Usunięcie konta", True),
+        ("ΑΠ: Διαγραφή", "Διαγραφή", True),
+        ("Vá: törlés", "törlés", True),
+        ("WG: Re: Kündigung", "Kündigung", False),  # a forward of a reply: sent again
+        ("Doorst: afmelden", "afmelden", False),
+        ("Reminder: delete my data", "Reminder: delete my data", False),
+    ],
+)
+def test_reply_and_forward_prefixes_in_the_users_languages(
+    subject: str, bare: str, reply: bool
+) -> None:
+    assert strip_prefixes(subject) == bare
+    assert is_reply(subject) is reply

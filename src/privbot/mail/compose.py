@@ -12,10 +12,15 @@ from email.message import Message
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 
-# Reply and forward prefixes in the languages JunoCloud's users write in.
+# Reply and forward prefixes of the clients JunoCloud's users write with, each with an
+# optional counter ("AW[2]:"): Re, AW, SV, VS, Antw, Odp, R, RES, Rif, ΑΠ, Vá; Fwd, WG, TR,
+# RV, ENC, Doorst, VL, PD, I, ΠΡΘ.
+REPLY_PREFIXES = "re|aw|sv|vs|antw|odp|r|res|rif|απ|v[aá]"
+FORWARD_PREFIXES = "fwd?|wg|tr|rv|enc|doorst|vl|pd|i|πρθ"
 _PREFIX = re.compile(
-    r"^\s*((re|aw|sv|wg|fw|fwd|tr|rv|r|rif|antw|res|enc)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
+    rf"^\s*((?:{REPLY_PREFIXES}|{FORWARD_PREFIXES})\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
+_REPLY = re.compile(rf"^\s*(?:{REPLY_PREFIXES})\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
 # Quoted-printable keeps the body readable in raw form (base64 is compat32's utf-8 default).
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
@@ -45,6 +50,11 @@ def new_message_id(domain: str) -> str:
 def strip_prefixes(subject: str) -> str:
     """The subject without its reply and forward prefixes ("Re: AW: Fwd:")."""
     return _PREFIX.sub("", subject).strip()
+
+
+def is_reply(subject: str) -> bool:
+    """The subject answers an earlier mail ("Re:", "AW:"), rather than forwarding one."""
+    return bool(_REPLY.match(subject))
 
 
 def one_line(text: str, limit: int | None = None) -> str:

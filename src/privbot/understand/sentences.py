@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from privbot.mail.compose import is_reply, strip_prefixes
 from privbot.understand.language import normalise, tokenise
 
 URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Reply and forward prefixes of the clients JunoCloud's users write with (Re, AW, SV, VS,
-# Antw, Odp, R, RES, ΑΠ, Vá; Fwd, WG, TR, RV, ENC, Doorst, VL, PD, I, ΠΡΘ), with a counter.
-_REPLIES = "re|aw|sv|vs|antw|odp|r|res|rif|απ|v[aá]"
-_FORWARDS = "fwd?|wg|tr|rv|enc|doorst|vl|pd|i|πρθ"
-_PREFIX = rf"\s*(?:{_REPLIES}|{_FORWARDS})\s*(?:\[\d+\])?\s*:"
-_SUBJECT_PREFIX = re.compile(rf"^(?:{_PREFIX}\s*)+", re.I)
-# A reply's subject is the thread's (an earlier mail's words, often the request we answered);
-# a forward's is the forwarded mail's, which the sender sends again on purpose.
-_REPLY_PREFIX = re.compile(rf"^\s*(?:{_REPLIES})\s*(?:\[\d+\])?\s*:", re.I)
 _LIST_MARK = re.compile(r"(?:\d{1,3}|[a-z])[.)]")
 _SENTENCE_END = re.compile(r"(?<=[!?。！？])\s*|(?<=[.;])\s+(?=[^\d\s(])")
 
@@ -38,8 +30,10 @@ class Sentence:
 def split_sentences(new_text: str, subject: str) -> list[Sentence]:
     """Subject first, then the body split into sentences (soft-wrapped lines rejoined)."""
     out: list[Sentence] = []
-    reply = bool(_REPLY_PREFIX.match(normalise(subject or "")))
-    subject = _SUBJECT_PREFIX.sub("", subject or "").strip()
+    # A reply's subject is the thread's (an earlier mail's words, often the request we
+    # answered); a forward's is the forwarded mail's, which the sender sends again on purpose.
+    reply = is_reply(subject or "")
+    subject = strip_prefixes(subject or "")
     if subject:
         out.append(make_sentence(subject, is_subject=True))
     for chunk in _lines_to_chunks(new_text or ""):
@@ -52,7 +46,7 @@ def split_sentences(new_text: str, subject: str) -> list[Sentence]:
                 out.append(make_sentence(pending + piece))
                 pending = ""
     if reply and len(out) > 1 and out[0].is_subject:
-        out[0] = Sentence(out[0].text, out[0].tokens, out[0].norm, True, thread=True)
+        out[0] = replace(out[0], thread=True)
     return out
 
 
