@@ -160,14 +160,17 @@ def load_understanding(
 
 # Libraries that write message content at DEBUG: aiosmtpd (the SMTP receiver) every line of
 # DATA, imapclient every IMAP response, fetched mail included. Debug logging must never
-# write mail, so these stay at INFO at most, whatever the root level.
+# write mail, so these stay at INFO at least, whatever the root level (a level, which their
+# child loggers inherit; a filter would not reach them), and as quiet as the root where it
+# asks for less (`--log-level warning` hides their INFO lines too).
 CONTENT_LOGGERS = ("mail.log", "imapclient")
 
 
 def quiet_content_loggers() -> None:
+    # From the root's level now, not from their own: each App sets them afresh.
+    level = max(logging.getLogger().getEffectiveLevel(), logging.INFO)
     for name in CONTENT_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.setLevel(max(logger.level, logging.INFO))
+        logging.getLogger(name).setLevel(level)
 
 
 def build_app(settings: Settings, *, migrate: bool = True) -> App:

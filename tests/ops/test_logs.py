@@ -156,3 +156,34 @@ def test_a_database_error_is_reported_without_what_the_visitor_wrote(sqlite_url:
         _assert_absent(reported, [CHAT, "Walrus"])
     finally:
         app.close()
+
+
+def test_the_content_loggers_follow_a_quiet_root_but_never_write_debug() -> None:
+    """`--log-level warning` quiets aiosmtpd's and imapclient's INFO lines too; at DEBUG,
+    theirs (which carry mail), their children's included, are still dropped."""
+    from privbot.app import CONTENT_LOGGERS, quiet_content_loggers
+
+    root = logging.getLogger()
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append  # type: ignore[method-assign]
+    before = root.level, {n: logging.getLogger(n).level for n in CONTENT_LOGGERS}
+    root.addHandler(handler)
+    try:
+        for level in (logging.WARNING, logging.DEBUG):
+            root.setLevel(level)
+            for name in CONTENT_LOGGERS:
+                logging.getLogger(name).setLevel(logging.NOTSET)
+            quiet_content_loggers()  # as each App does, after the CLI set the root's level
+            for name in CONTENT_LOGGERS:
+                for logger in (logging.getLogger(name), logging.getLogger(f"{name}.child")):
+                    logger.debug("DATA line: the mail itself")
+                    logger.info("connection from 127.0.0.1")
+        assert [(r.name, r.levelname) for r in seen] == [
+            (n, "INFO") for name in CONTENT_LOGGERS for n in (name, f"{name}.child")
+        ]
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before[0])
+        for name, old in before[1].items():
+            logging.getLogger(name).setLevel(old)
