@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from privbot.models import OutboxStatus, Outgoing, utcnow
+from privbot.models import OutboxStatus, Outgoing, outbox_status_is, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +100,12 @@ def oldest_due(session: Session, now: datetime) -> datetime | None:
     next attempt, one whose sender's lease ran out since the lease's end."""
     pending = session.scalar(
         select(func.min(Outgoing.next_attempt_at)).where(
-            Outgoing.status == OutboxStatus.PENDING, Outgoing.next_attempt_at <= now
+            outbox_status_is(OutboxStatus.PENDING), Outgoing.next_attempt_at <= now
         )
     )
     abandoned = session.scalar(
         select(func.min(Outgoing.lease_until)).where(
-            Outgoing.status == OutboxStatus.SENDING, Outgoing.lease_until < now
+            outbox_status_is(OutboxStatus.SENDING), Outgoing.lease_until < now
         )
     )
     moments = [_aware(m) for m in (pending, abandoned) if m is not None]

@@ -22,11 +22,11 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from sqlalchemy import Update, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Update, exists, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from privbot.app import App
 from privbot.audit import record
@@ -34,7 +34,7 @@ from privbot.config import SmtpSettings
 from privbot.crashpoints import crash_point
 from privbot.db import durably
 from privbot.mail.oauth import LoginRefused, TokenError, TokenSource, smtp_login
-from privbot.models import OutboxStatus, Outgoing, utcnow
+from privbot.models import OutboxStatus, Outgoing, outbox_status_is, utcnow
 from privbot.sentlog import SentLog
 
 log = logging.getLogger(__name__)
@@ -189,30 +189,48 @@ def backoff(attempts: int, base: float) -> float:
 def claim_due(app: App, limit: int) -> list[Outgoing]:
     """Take up to `limit` due replies under one lease, in one transaction."""
     now = utcnow()
-    due = or_(
-        and_(Outgoing.status == OutboxStatus.PENDING, Outgoing.next_attempt_at <= now),
-        # a dead sender's: its lease ran out
-        and_(Outgoing.status == OutboxStatus.SENDING, Outgoing.lease_until < now),
-    )
     with app.sessions.begin() as session:
         # On disk before anything is sent: and with it everything the pipeline committed
         # before, so no power cut can lose a ticket whose reply already went out.
         durably(session)
         if app.sent_log is not None and app.sent_log.has_notes():
             _recover_noted(session, app.sent_log, now)
-        rows = session.scalars(
-            select(Outgoing)
-            .where(due)
-            .order_by(Outgoing.next_attempt_at, Outgoing.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
+        # Two lookups, each in its partial index of unsent replies, in the index's order:
+        # one OR over a bound status read the whole outbox, every reply ever kept (60 ms a
+        # claim at 100,000 replies; issue 16).
+        rows = _lock_due(  # a dead sender's first: their lease ran out
+            session, outbox_status_is(OutboxStatus.SENDING), Outgoing.lease_until < now,
+            Outgoing.lease_until, limit,
+        )  # fmt: skip
+        if len(rows) < limit:
+            rows += _lock_due(
+                session, outbox_status_is(OutboxStatus.PENDING), Outgoing.next_attempt_at <= now,
+                Outgoing.next_attempt_at, limit - len(rows),
+            )  # fmt: skip
         lease = now + timedelta(seconds=app.settings.send_lease_seconds)
         for row in rows:
             row.status = OutboxStatus.SENDING
             row.lease_until = lease
             row.attempts += 1
-        return list(rows)
+        return rows
+
+
+def _lock_due(
+    session: Session,
+    status: ColumnElement[bool],
+    due: ColumnElement[bool],
+    order: InstrumentedAttribute[Any],
+    limit: int,
+) -> list[Outgoing]:
+    return list(
+        session.scalars(
+            select(Outgoing)
+            .where(status, due)
+            .order_by(order, Outgoing.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
 
 
 def send_due(app: App, mailer: Mailer, limit: int = BATCH) -> int:
@@ -311,7 +329,7 @@ def _recover_noted(session: Session, notes: SentLog, now: datetime) -> None:
     """Replies a dead sender had noted as accepted but never marked: marked sent now, not
     sent again. Then, if no reply is being sent anywhere, the notes are forgotten."""
     dead = session.scalars(
-        select(Outgoing).where(Outgoing.status == OutboxStatus.SENDING, Outgoing.lease_until < now)
+        select(Outgoing).where(outbox_status_is(OutboxStatus.SENDING), Outgoing.lease_until < now)
     ).all()
     if dead:
         noted = notes.noted()
@@ -327,7 +345,7 @@ def _recover_noted(session: Session, notes: SentLog, now: datetime) -> None:
                 )
                 log.info("outbox: reply %s was accepted before a crash; not sent again", row.id,
                          extra=_ids(row))  # fmt: skip
-    if not session.scalar(select(exists().where(Outgoing.status == OutboxStatus.SENDING))):
+    if not session.scalar(select(exists().where(outbox_status_is(OutboxStatus.SENDING)))):
         notes.clear()
 
 
@@ -336,7 +354,7 @@ def _while_ours(row: Outgoing) -> Update:
     never overwrite what another sender did since."""
     return update(Outgoing).where(
         Outgoing.id == row.id,
-        Outgoing.status == OutboxStatus.SENDING,
+        outbox_status_is(OutboxStatus.SENDING),
         Outgoing.lease_until == row.lease_until,
     )
 
