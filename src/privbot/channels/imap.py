@@ -10,17 +10,22 @@ no custom keywords are needed (and pymap, for one, does not keep them).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import select
 import socket
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import Integer
 
 from privbot import pipeline
 from privbot.app import App
@@ -57,6 +62,7 @@ class ImapWatcher:
         self.connected = threading.Event()  # for tests and the demo: the first sync is done
         self.online = threading.Event()  # logged in now (readiness: ops/health.py)
         self.uidvalidity: int | None = None
+        self.claims = UidClaims(app.engine, self.imap.folder)
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,6 +99,7 @@ class ImapWatcher:
                     self._stop.wait(delay)
         finally:
             self.online.clear()
+            self.claims.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
 
@@ -130,15 +137,29 @@ class ImapWatcher:
         uids = client.search("ALL")
         taken = left = 0
         batches = list(_chunks(uids, FETCH_BATCH))
-        # Start at a random batch: several privbot processes on one mailbox then mostly
-        # take different mail instead of fetching and examining the same.
+        # Start at a random batch: on SQLite, where every process takes every UID, several
+        # processes on one mailbox then mostly take different mail.
         start = random.randrange(len(batches)) if batches else 0
+        assert self.uidvalidity is not None
         for batch in batches[start:] + batches[:start]:
-            done, bad, waiting = self._take(client, batch)
-            left += waiting
-            taken += len(done) + len(bad)
-            _move(client, done, processed)
-            _move(client, bad, failed)
+            try:
+                # Only what no other privbot process holds: each fetches and examines its own.
+                mine = self.claims.take(self.uidvalidity, batch)
+            except DBAPIError as exc:
+                log.warning("imap: database unavailable (%s); leaving the folder", exc.orig)
+                self.claims.close()
+                self._stop.wait(2.0)
+                return taken, left + len(batch)
+            if not mine:
+                continue
+            try:
+                done, bad, waiting = self._take(client, mine)
+                left += waiting
+                taken += len(done) + len(bad)
+                _move(client, done, processed)
+                _move(client, bad, failed)
+            finally:
+                self.claims.release(self.uidvalidity, mine)  # gone from the folder, or retried
             if self._stop.is_set():
                 break
         return taken, left
@@ -186,6 +207,75 @@ class ImapWatcher:
             # idempotency key recognises anything already taken.
             log.warning("imap: UIDVALIDITY changed %s -> %s", self.uidvalidity, value)
         self.uidvalidity = value
+
+
+class UidClaims:
+    """Which of the folder's messages this process takes, decided in the database before
+    fetching, so that several `privbot serve` on one mailbox divide the mail instead of
+    all fetching and examining the same (issue 16).
+
+    PostgreSQL: a session advisory lock per UID, keyed by the folder and its UIDVALIDITY,
+    held on a connection of the watcher's own until the message has left the folder. A
+    process that dies loses its connection and with it its claims, so nothing waits for a
+    lease to run out. SQLite (one machine, one writer): every UID is taken, and the random
+    first batch spreads the processes.
+    """
+
+    def __init__(self, engine: Engine, folder: str) -> None:
+        self.engine = engine
+        self.folder = folder
+        self.shared = engine.dialect.name == "postgresql"
+        self._conn: Connection | None = None
+
+    def take(self, uidvalidity: int, uids: Sequence[int]) -> list[int]:
+        """The UIDs of `uids` now this process's (those no other process holds)."""
+        if not self.shared or not uids:
+            return list(uids)
+        rows = self._connection().execute(_TAKE, self._params(uidvalidity, uids))
+        return sorted(_unsigned(r[0]) for r in rows)
+
+    def release(self, uidvalidity: int, uids: Sequence[int]) -> None:
+        if not self.shared or not uids or self._conn is None:
+            return
+        try:
+            self._conn.execute(_RELEASE, self._params(uidvalidity, uids))
+        except DBAPIError:
+            self.close()  # the connection is gone, and the server has released the claims
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(DBAPIError):
+                self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            # Out of the pool: closing it ends the session, which releases every claim (a
+            # pooled connection would keep them for whoever takes it next). Autocommit: the
+            # locks outlive transactions, and no transaction stays open.
+            conn = self.engine.execution_options(isolation_level="AUTOCOMMIT").connect()
+            conn.detach()
+            self._conn = conn
+        return self._conn
+
+    def _params(self, uidvalidity: int, uids: Sequence[int]) -> dict[str, object]:
+        # Two int4 keys: another key space than the one-bigint locks of migrations and the
+        # daily staff mail. UIDs are unsigned 32-bit; int4 is signed.
+        key = zlib.crc32(f"privbot-imap:{self.folder}:{uidvalidity}".encode())
+        return {"k": _signed(key), "uids": [_signed(u) for u in uids]}
+
+
+_UIDS = bindparam("uids", type_=ARRAY(Integer))
+_TAKE = text("SELECT u FROM unnest(:uids) AS u WHERE pg_try_advisory_lock(:k, u)").bindparams(_UIDS)
+_RELEASE = text("SELECT pg_advisory_unlock(:k, u) FROM unnest(:uids) AS u").bindparams(_UIDS)
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _unsigned(value: int) -> int:
+    return value + (1 << 32) if value < 0 else value
 
 
 def connect(s: ImapSettings, timeout: float = 60, tokens: TokenSource | None = None) -> IMAPClient:
