@@ -32,8 +32,12 @@ def serving(
     db_url: str,
     logs: Path,
     processes: int = 1,
+    extra_env: dict[str, str] | None = None,
+    pin: bool = False,
 ) -> Iterator[ServeProcesses]:
-    """``processes`` x ``privbot serve`` on these servers, warmed up (first replies sent)."""
+    """``processes`` x ``privbot serve`` on these servers, warmed up (first replies sent).
+
+    `extra_env`: more environment (PYTHONPATH: another checkout's privbot serves)."""
     empty_inbox(dovecot)
     env = {
         "PRIVBOT_DATABASE_URL": db_url,
@@ -41,9 +45,10 @@ def serving(
         "PRIVBOT_SMTP_URL": relay.url,
         # Every bench person writes from example.org: measure privbot, not its domain cap.
         "PRIVBOT_REPLY_CAP_PER_DOMAIN": "1000000",
+        **(extra_env or {}),
     }
     with ServeProcesses(env, logs) as serve:
-        serve.start(processes)
+        serve.start(processes, pin)
         letters = maker.make(WARM_UP)
         deliver(dovecot, letters)
         got = relay.wait_for({x.message_id for x in letters}, timeout=60, stall=60)

@@ -281,8 +281,11 @@ class ServeProcesses:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.log_paths: list[Path] = []
 
-    def start(self, count: int = 1) -> None:
-        for _ in range(count):
+    def start(self, count: int = 1, pin: bool = False) -> None:
+        """`pin`: process i runs on CPU i modulo the CPUs (`taskset`'s affinity), so that
+        processes cannot borrow a core another one is idle on."""
+        cpus = sorted(os.sched_getaffinity(0))
+        for index in range(count):
             path = self.logs / f"serve-{uuid.uuid4().hex[:6]}.log"
             with path.open("wb") as log:
                 proc = subprocess.Popen(
@@ -293,6 +296,8 @@ class ServeProcesses:
                     stderr=log,
                     stdin=subprocess.DEVNULL,
                 )
+            if pin:
+                os.sched_setaffinity(proc.pid, {cpus[index % len(cpus)]})
             self.procs.append(proc)
             self.log_paths.append(path)
         deadline = time.monotonic() + self.READY_TIMEOUT

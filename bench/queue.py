@@ -30,7 +30,16 @@ from testing.apps import make_app
 
 TYPES = ("access", "correction", "deletion", "other", "opt_out", "question")
 STATUSES = ("open", "awaiting_identity", "done", "in_progress")
-_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _start(tickets: int, messages: int) -> datetime:
+    """The first row's date: the rows end two days ago, all of them younger than any
+    retention period, as the mail of a site whose retention runs daily (older mail would
+    be redacted by the first `privbot serve` of a run, and measured with it)."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=2, seconds=max(messages * 10, tickets * 97) + 10)
+
+
 # Columns written per table (every NOT NULL one; the rest stay NULL).
 COLUMNS: dict[str, tuple[str, ...]] = {
     "tickets": ("id", "type", "status", "requester", "subject", "intents", "language",
@@ -79,8 +88,9 @@ def _raw(i: int, sender: str, subject: str) -> bytes:
 def generate(tickets: int, messages: int) -> Iterator[tuple[str, tuple[Any, ...]]]:
     """(table, row) with naive UTC datetimes; 40% of messages belong to a ticket."""
     rng = random.Random(6)
+    start = _start(tickets, messages)
     for t in range(1, tickets + 1):
-        created = _START + timedelta(seconds=t * 97)
+        created = start + timedelta(seconds=t * 97)
         closed = created + timedelta(days=3) if t % 3 == 0 else None
         yield "tickets", (
             t, TYPES[t % len(TYPES)], "done" if closed else STATUSES[t % 2],
@@ -94,7 +104,7 @@ def generate(tickets: int, messages: int) -> Iterator[tuple[str, tuple[Any, ...]
         ticket = (m - 1) % tickets + 1 if m <= threaded else None
         sender = f"person{ticket or m}@example.org"
         subject = f"My data, request {ticket}" if ticket else "Delivery Status Notification"
-        at = _naive(_START + timedelta(seconds=m * 10 + rng.randint(0, 9)))
+        at = _naive(start + timedelta(seconds=m * 10 + rng.randint(0, 9)))
         raw = _raw(m, sender, subject)
         yield "messages", (
             m, f"{m:064x}", f"<m{m}@example.org>", "imap", f"1:{m}", at, len(raw), raw,
@@ -107,7 +117,7 @@ def generate(tickets: int, messages: int) -> Iterator[tuple[str, tuple[Any, ...]
                 detail = json.dumps({"intents": [TYPES[ticket % 6]], "confidence": 0.9})
                 yield "events", (event_id, at, "privbot", kind, ticket, m, detail)
     for t in range(1, tickets + 1):
-        at = _naive(_START + timedelta(seconds=t * 97 + 1))
+        at = _naive(start + timedelta(seconds=t * 97 + 1))
         reply = f"Subject: Re: My data [JC-{t}]\r\n\r\n{'We have your request. ' * 40}".encode()
         yield "outbox", (
             t, f"<r{t}@junocloud.me>", t, t, f"<m{t}@example.org>", f"person{t}@example.org",
@@ -140,11 +150,21 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def load_sqlite(path: Path, tickets: int, messages: int) -> float:
-    """Schema by privbot's migrations, rows by executemany; plain indexes rebuilt after."""
-    engine = db.make_engine(f"sqlite:///{path}")
+def migrate_here(url: str) -> None:
+    """The schema by this checkout's migrations."""
+    engine = db.make_engine(url)
     db.upgrade(engine)
     engine.dispose()
+
+
+def load_sqlite(
+    path: Path, tickets: int, messages: int, migrate: Callable[[str], None] = migrate_here
+) -> float:
+    """Schema by privbot's migrations (`migrate`: another checkout's), rows by executemany;
+    plain indexes rebuilt after."""
+    migrate(f"sqlite:///{path}")
+    if not messages:
+        return 0.0
     started = time.monotonic()
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -174,11 +194,18 @@ def load_sqlite(path: Path, tickets: int, messages: int) -> float:
     return time.monotonic() - started
 
 
-def load_postgres(url: str, conninfo: str, tickets: int, messages: int) -> float:
-    """Schema by privbot's migrations, rows by COPY; plain indexes rebuilt after."""
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
+def load_postgres(
+    url: str,
+    conninfo: str,
+    tickets: int,
+    messages: int,
+    migrate: Callable[[str], None] = migrate_here,
+) -> float:
+    """Schema by privbot's migrations (`migrate`: another checkout's), rows by COPY; plain
+    indexes rebuilt after."""
+    migrate(url)
+    if not messages:
+        return 0.0
     started = time.monotonic()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         indexes = conn.execute(

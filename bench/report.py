@@ -13,6 +13,7 @@ CLASSIFIER_TARGET = 1000.0  # msg/s on one core, over the corpora
 QUEUE_P95_TARGET = 0.150  # s
 SEARCH_P95_TARGET = 0.150  # s, every kind of search over HTTP, 100,000 tickets
 RSS_TARGET = 200.0  # MB
+GROWTH_TARGET = 0.9  # throughput at the most stored messages / on the empty database
 STEADY_RATE = 10.0  # msg/s: the load at which the latency target is judged
 
 
@@ -82,6 +83,16 @@ def targets(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     put("search p95 over HTTP (worse backend)", worst, f"< {SEARCH_P95_TARGET * 1000:g} ms",
         None if worst is None else worst < SEARCH_P95_TARGET, "s")  # fmt: skip
 
+    sizes = _get(r, "growth", "sizes") or []
+    largest = [
+        row
+        for row in _get(r, "growth", "summary") or []
+        if sizes and row["messages_stored"] == max(sizes) and row["code"] == "after"
+    ]
+    worst = min((row["vs_empty"] for row in largest if row["vs_empty"] is not None), default=None)
+    put(f"throughput at {max(sizes, default=0):,} stored msgs / empty DB (worse backend)", worst,
+        f">= {GROWTH_TARGET}", None if worst is None else worst >= GROWTH_TARGET, "x")  # fmt: skip
+
     rss = [
         _num(_get(r, "memory", "e2e_peak_rss_mb")),
         _num(_get(r, "memory", "large_db_peak_rss_mb")),
@@ -137,7 +148,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
              ", ".join(f"{p['e2e_msg_s']:g}/{p['raw_msg_s']:g} = {p['ratio']:.2f}" for p in pairs)
              + f"; median {ratio_median(r)}"))  # fmt: skip
     for s in _get(r, "scale") or []:
-        add(("scale", f"{s['processes']} x serve on PostgreSQL, burst of {s['messages']}",
+        how = (", pinned" if s.get("pinned") else "") + (f", {s['code']}" if s.get("code") else "")
+        add(("scale", f"{s['processes']} x serve on PostgreSQL{how}, burst of {s['messages']}",
              f"{s['throughput_msg_s']} msg/s, {_lat(s['latency_s'])}, "
              f"RSS {s['peak_rss_mb']} MB, CPU {s.get('serve_cpu_ms_per_msg')} ms/msg "
              f"({s['replies']} replies)"))  # fmt: skip
@@ -193,6 +205,21 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str]]:
             add(("search", f"{backend}: every search above, over HTTP", _ms(q["web_all"])))
     if search.get("how"):
         add(("search", "timed through", search["how"]))
+    grow = r.get("growth") or {}
+    for load in grow.get("loads") or []:
+        if load["messages"]:
+            add(("growth", f"{load['backend']}: bulk load of {load['messages']:,} msgs",
+                 f"{load['load_s']} s"))  # fmt: skip
+    for row in grow.get("summary") or []:
+        add(("growth", f"{row['backend']}, {row['code']}: burst of {grow['burst']} on "
+             f"{row['messages_stored']:,} stored msgs",
+             f"{row['throughput_msg_s']} msg/s (runs {', '.join(f'{x:g}' for x in row['runs'])}), "
+             f"CPU {row['cpu_ms_per_msg']} ms/msg, {row['vs_empty']}x empty"))  # fmt: skip
+    for backend, plans in (grow.get("plans") or {}).items():
+        scans = [p["statement"][:90] for p in plans if p["whole_reads"]]
+        add(("growth", f"{backend}: hot-path statements at {max(grow['sizes']):,} msgs",
+             f"{len(plans)} planned, {len(scans)} read a growing table whole"
+             + (f": {'; '.join(scans)}" if scans else "")))  # fmt: skip
     memory = r.get("memory") or {}
     if "e2e_peak_rss_mb" in memory:
         add(("memory", "peak RSS, serve during the e2e run", f"{memory['e2e_peak_rss_mb']} MB"))
@@ -273,6 +300,80 @@ def plot(r: dict[str, Any], path: Path) -> bool:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_growth(r: dict[str, Any], path: Path) -> bool:
+    """Throughput and CPU per message against stored messages, per backend and code."""
+    rows = _get(r, "growth", "summary") or []
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), dpi=110, sharex=True)
+    lines = sorted({(row["backend"], row["code"]) for row in rows})
+    for backend, code in lines:
+        mine = sorted((x for x in rows if (x["backend"], x["code"]) == (backend, code)),
+                      key=lambda x: x["messages_stored"])  # fmt: skip
+        sizes = [max(x["messages_stored"], 1_000) for x in mine]  # the empty DB at 1,000: log
+        style = ("o" if backend == "sqlite" else "s") + ("--" if code == "before" else "-")
+        label = f"{backend}, {code}"
+        top.plot(sizes, [x["throughput_msg_s"] for x in mine], style, label=label)
+        bottom.plot(sizes, [x["cpu_ms_per_msg"] for x in mine], style, label=label)
+    top.set_ylabel("burst throughput (msg/s)")
+    bottom.set_ylabel("serve CPU per message (ms)")
+    bottom.set_xlabel("messages already stored (empty database drawn at 1,000)")
+    bottom.set_xscale("log")
+    burst = _get(r, "growth", "burst")
+    top.set_title(f"privbot serve: a burst of {burst} as the database grows (median of rounds)",
+                  fontsize=10)  # fmt: skip
+    for ax in (top, bottom):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_ylim(bottom=0)
+    top.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_scale(r: dict[str, Any], path: Path) -> bool:
+    """Throughput and CPU per message against serve processes, per code, free and pinned."""
+    runs = [x for x in _get(r, "scale") or [] if x.get("throughput_msg_s")]
+    if not runs:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), dpi=110, sharex=True)
+    for code, pinned in sorted({(x.get("code", "after"), bool(x.get("pinned"))) for x in runs}):
+        mine = sorted((x for x in runs if (x.get("code", "after"), bool(x.get("pinned")))
+                       == (code, pinned)), key=lambda x: x["processes"])  # fmt: skip
+        style = ("s" if pinned else "o") + ("--" if code == "before" else "-")
+        label = f"{code}{', one CPU each' if pinned else ''}"
+        procs = [x["processes"] for x in mine]
+        top.plot(procs, [x["throughput_msg_s"] for x in mine], style, label=label)
+        bottom.plot(procs, [x["serve_cpu_ms_per_msg"] for x in mine], style, label=label)
+    top.set_ylabel("burst throughput (msg/s)")
+    bottom.set_ylabel("serve CPU per message (ms, all processes)")
+    bottom.set_xlabel("privbot serve processes on one PostgreSQL database and mailbox")
+    bottom.set_xticks(sorted({x["processes"] for x in runs}))
+    top.set_title(f"privbot serve: 1 to {max(x['processes'] for x in runs)} processes "
+                  f"({runs[0]['messages']} messages a burst)", fontsize=10)  # fmt: skip
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        ax.set_ylim(bottom=0)
+    top.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -3,7 +3,9 @@
     .venv/bin/python -m bench [--quick] [--json FILE] [--plot FILE] [--only SECTIONS]
                               [--profile DIR]
 
-Sections, in order: classifier, raw, e2e, ratio, scale, queue, search, memory. Run from the
+Sections, in order: classifier, raw, e2e, ratio, scale, queue, search, growth, memory.
+``--before DIR``: the growth and scale sections also measure that checkout's ``privbot
+serve``, taking turns with this one's (growth: on copies of the same databases). Run from the
 repository root (it imports ``testing.servers``). A section that fails is reported in the table
 and the JSON, and the exit status is then 1.
 """
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import classifier, e2e, queue, raw, report
+from bench import classifier, e2e, growth, queue, raw, report
 from bench.harness import CORPORA, REPO, MailMaker, TimedRelay, human_texts, work_dir
 from bench.profile import recording, top
 from privbot.app import App
@@ -31,7 +33,7 @@ from privbot.pipeline.examine import examine
 from testing.apps import make_app
 from testing.servers import Dovecot, PostgresDatabase
 
-SECTIONS = ("classifier", "raw", "e2e", "ratio", "scale", "queue", "search", "memory")
+SECTIONS = ("classifier", "raw", "e2e", "ratio", "scale", "queue", "search", "growth", "memory")
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,17 @@ class Sizes:
     query_repeats: int
     large_db_burst: int
     ratio_pairs: int  # raw burst + e2e burst pairs after the first (the ratio is their median)
+    growth_sizes: tuple[int, ...]  # stored messages before each growth burst
+    growth_burst: int
+    growth_rounds: int
+    scale_pinned: tuple[bool, ...]  # scale runs free, and with one CPU per process
 
 
-QUICK = Sizes(1, 20, 5, 150, (5.0, 10.0, 30.0), 3.0, 60, (1, 2, 3), 2_000, 20_000, 20, 30, 0)
+QUICK = Sizes(1, 20, 5, 150, (5.0, 10.0, 30.0), 3.0, 60, (1, 2, 3), 2_000, 20_000, 20, 30, 0,
+              (0, 20_000), 40, 1, (False,))  # fmt: skip
 FULL = Sizes(3, 100, 20, 1000, (5.0, 10.0, 20.0, 40.0, 60.0, 80.0), 10.0, 600, (1, 2, 3),
-             100_000, 1_000_000, 100, 300, 4)  # fmt: skip
+             100_000, 1_000_000, 100, 300, 4, (0, 100_000, 1_000_000), 500, 2,
+             (False, True))  # fmt: skip
 
 
 def answered_texts(app: App) -> list[str]:
@@ -172,21 +180,31 @@ class Bench:
             pair["ratio"] = round(pair["e2e_msg_s"] / pair["raw_msg_s"], 3)
 
     def scale(self) -> None:
+        """1 to 3 processes on one PostgreSQL database and mailbox, free and pinned to a CPU
+        each; with --before, that checkout's and this one's take turns."""
         s = self.sizes
         runs: list[dict[str, Any]] = []
         self.results["scale"] = runs
-        for count in s.scale_processes:
-            maker = self.maker(f"scale{count}")
-            with PostgresDatabase("privbot_bench_") as pg:
-                with e2e.serving(self.dovecot, self.relay, maker, pg.url, self.root, count) as sv:
-                    result = e2e.load(
-                        self.dovecot, self.relay, maker, s.scale_burst, None, 180,
-                        f"scale: {count} x serve", sv,
-                    )  # fmt: skip
-                    rss = sv.peak_rss_mb()
-                    result.update(processes=count, peak_rss_mb=max(rss) if rss else None,
-                                  log_errors=sv.errors())  # fmt: skip
-                runs.append(result)
+        codes: list[tuple[str, Path | None]] = [("after", None)]
+        if self.args.before is not None:
+            codes.insert(0, ("before", self.args.before))
+        for pin in s.scale_pinned:
+            for count in s.scale_processes:
+                for name, checkout in codes if count % 2 else codes[::-1]:
+                    tag = f"scale{count}{'p' if pin else ''}{name}"
+                    maker = self.maker(tag)
+                    with (
+                        PostgresDatabase("privbot_bench_") as pg,
+                        e2e.serving(self.dovecot, self.relay, maker, pg.url, self.root, count,
+                                    growth.code_env(checkout), pin) as sv,
+                    ):  # fmt: skip
+                        label = f"scale: {count} x serve{' pinned' if pin else ''} ({name})"
+                        result = e2e.load(self.dovecot, self.relay, maker, s.scale_burst, None,
+                                          180, label, sv)  # fmt: skip
+                        rss = sv.peak_rss_mb()
+                        result.update(processes=count, peak_rss_mb=max(rss) if rss else None,
+                                      log_errors=sv.errors(), pinned=pin, code=name)  # fmt: skip
+                    runs.append(result)
         peaks = [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]
         if peaks:
             self.results.setdefault("memory", {})["scale_peak_rss_mb"] = max(peaks)
@@ -245,6 +263,13 @@ class Bench:
             "HTTP (uvicorn, httpx, a signed-in staff member); a random ticket number per query"
         )
 
+    def growth(self) -> None:
+        s = self.sizes
+        self.results["growth"] = growth.run(
+            self.dovecot, self.relay, self.texts, self.root, s.growth_sizes, s.growth_burst,
+            s.growth_rounds, self.args.before,
+        )  # fmt: skip
+
     def memory(self) -> None:
         s = self.sizes
         if self.large_sqlite is None or not self.large_sqlite.exists():
@@ -286,6 +311,7 @@ class Bench:
             self.section("scale", self.scale)
             self.section("queue", self.queue)
             self.section("search", self.search)
+            self.section("growth", self.growth)
             self.section("memory", self.memory)
         finally:
             if self.large_pg is not None:
@@ -317,7 +343,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy serve during the e2e burst into DIR"
     )
+    parser.add_argument(
+        "--before", type=Path, default=None, help="growth, scale: also measure that checkout"
+    )
     args = parser.parse_args(argv)
+    if args.before is not None and not (args.before / "src" / "privbot").is_dir():
+        parser.error(f"--before {args.before}: no src/privbot there")
     if args.only and not args.only <= set(SECTIONS):
         parser.error(f"unknown section(s): {', '.join(sorted(args.only - set(SECTIONS)))}")
     if Dovecot.available() or PostgresDatabase.available():
@@ -333,4 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot_path = args.plot or (None if args.quick else REPO / "bench" / "latency.png")
     if plot_path is not None and report.plot(results, plot_path):
         print(f"\nplot: {plot_path}")
+    growth_plot = plot_path.with_name("growth.png") if plot_path else None
+    if growth_plot is not None and report.plot_growth(results, growth_plot):
+        print(f"plot: {growth_plot}")
+    scale_plot = plot_path.with_name("scale.png") if plot_path else None
+    if scale_plot is not None and report.plot_scale(results, scale_plot):
+        print(f"plot: {scale_plot}")
     return 1 if results["errors"] else 0

@@ -1006,14 +1006,18 @@ class PostgresDatabase:
     default ``postgresql://root@127.0.0.1:5432/test``).
     """
 
-    def __init__(self, prefix: str = "privbot_test_") -> None:
+    def __init__(self, prefix: str = "privbot_test_", template: str | None = None) -> None:
+        """`template`: a copy of that database (nobody may be connected to it)."""
         self.admin_conninfo = _admin_conninfo()
         self.name = f"{prefix}{secrets.token_hex(6)}"
         params = conninfo.conninfo_to_dict(self.admin_conninfo)
         self._params = {k: str(v) for k, v in params.items() if v is not None}
         self._created = False
         with self._admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name))
+            if template is not None:
+                create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+            conn.execute(create)
         self._created = True
 
     def _admin(self) -> psycopg.Connection[Any]:
