@@ -267,16 +267,29 @@ def table(r: dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
-def plot(r: dict[str, Any], path: Path) -> bool:
-    """Delivery-to-reply latency against offered load; False when there is nothing to plot."""
-    levels = [lv for lv in _get(r, "e2e", "levels") or [] if _get(lv, "latency_s", "n")]
-    if not levels:
-        return False
+def _pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only (imported late: only full runs plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot(r: dict[str, Any], path: Path) -> bool:
+    """Delivery-to-reply latency against offered load; False when there is nothing to plot."""
+    levels = [lv for lv in _get(r, "e2e", "levels") or [] if _get(lv, "latency_s", "n")]
+    if not levels:
+        return False
+    plt = _pyplot()
     rates = [lv["offered_msg_s"] for lv in levels]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
@@ -300,10 +313,7 @@ def plot(r: dict[str, Any], path: Path) -> bool:
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -312,11 +322,7 @@ def plot_growth(r: dict[str, Any], path: Path) -> bool:
     rows = _get(r, "growth", "summary") or []
     if not rows:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), dpi=110, sharex=True)
     lines = sorted({(row["backend"], row["code"]) for row in rows})
     for backend, code in lines:
@@ -338,10 +344,7 @@ def plot_growth(r: dict[str, Any], path: Path) -> bool:
         ax.grid(True, which="both", alpha=0.3)
         ax.set_ylim(bottom=0)
     top.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -350,11 +353,7 @@ def plot_scale(r: dict[str, Any], path: Path) -> bool:
     runs = [x for x in _get(r, "scale") or [] if x.get("throughput_msg_s")]
     if not runs:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6.4), dpi=110, sharex=True)
     for code, pinned in sorted({(x.get("code", "after"), bool(x.get("pinned"))) for x in runs}):
         mine = sorted((x for x in runs if (x.get("code", "after"), bool(x.get("pinned")))
@@ -374,8 +373,5 @@ def plot_scale(r: dict[str, Any], path: Path) -> bool:
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
     top.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
