@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
@@ -97,6 +98,20 @@ def test_two_from_fields_are_no_from() -> None:
     raw = b"From: [junk]\nFrom: Ann <ann@example.org>\nSubject: s\n\nbody\n"
     msg = parse_message(raw)
     assert msg.from_addr is None and "2 From fields" in msg.defects
+
+
+def test_a_mislabelled_encoded_name_is_read_in_the_message_charset() -> None:
+    # Shift_JIS bytes labelled ISO-2022-JP (a real mailer's habit): the stdlib's registry
+    # gives surrogate escapes, and a reply greeting that name could not be encoded.
+    word = base64.b64encode("ツール".encode("cp932")).decode()
+    raw = (
+        f"From: =?ISO-2022-JP?B?{word}?= <bar@example.org>\n"
+        "Content-Type: text/plain; charset=iso-2022-jp\n\nhello\n"
+    ).encode()
+    msg = parse_message(raw)
+    assert msg.from_addr == "bar@example.org"
+    assert msg.from_name == "ツール"
+    msg.from_name.encode("utf-8")  # raises on a surrogate
 
 
 def test_missing_from_is_none_with_a_defect_note() -> None:

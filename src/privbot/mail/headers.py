@@ -153,10 +153,10 @@ def from_field(msg: Message, hints: tuple[str, ...] = ()) -> FromField:
     if len(values) > 1:
         # RFC 5322 allows one; which one a verifier read is anyone's guess (RFC 7489 6.6.1).
         return FromField((), f"{len(values)} From fields")
-    return read_mailboxes("From", values[0])
+    return read_mailboxes("From", values[0], hints)
 
 
-def read_mailboxes(name: str, value: str) -> FromField:
+def read_mailboxes(name: str, value: str, hints: tuple[str, ...] = ()) -> FromField:
     """The mailboxes of one address field, if both stdlib parsers agree on them."""
     unfolded = FOLD.sub("", value).replace("\r", "").replace("\n", "")
     pairs = getaddresses([unfolded])
@@ -181,7 +181,9 @@ def read_mailboxes(name: str, value: str) -> FromField:
         return FromField((), f"no usable address in {name}")
     found: dict[str, str] = {}
     for display, addr_spec, _, _ in registry:
-        found.setdefault(addr_spec.lower(), display.strip())
+        # The registry decodes a mislabelled encoded word (Shift_JIS bytes labelled
+        # ISO-2022-JP) to surrogate escapes, which no reply could encode.
+        found.setdefault(addr_spec.lower(), fix_8bit(display.strip(), hints))
     return FromField(tuple((n, a) for a, n in found.items()))
 
 
