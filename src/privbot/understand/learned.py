@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import mmh3
 import numpy as np
-from scipy import sparse
-from sklearn.linear_model import LogisticRegression
-from sklearn.utils import murmurhash3_32
 
 from privbot.mail.parse import ParseError, parse_message
 from privbot.understand.blind import read_batch
@@ -209,8 +207,9 @@ class Learned:
 
 
 def ngrams(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Character 3-5-grams of each word (padded with spaces), hashed with scikit-learn's
-    murmurhash3 into GRAM_BUCKETS; L2-normalised counts. (indices, values)"""
+    """Character 3-5-grams of each word (padded with spaces), hashed with MurmurHash3
+    (mmh3: the same values as scikit-learn's murmurhash3_32) into GRAM_BUCKETS;
+    L2-normalised counts. (indices, values)"""
     words = normalise(text).split()
     if not words:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -224,9 +223,7 @@ def _word_buckets(word: str) -> np.ndarray:
     """A word's gram columns (cached: the same words recur in every mail of a language)."""
     padded = f" {word} "
     grams = [padded[i : i + n] for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
-    return np.array(
-        [murmurhash3_32(g, seed=0, positive=True) % GRAM_BUCKETS for g in grams], dtype=np.int64
-    )
+    return np.array([mmh3.hash(g, 0, signed=False) % GRAM_BUCKETS for g in grams], dtype=np.int64)
 
 
 def train(
@@ -236,6 +233,11 @@ def train(
     weights: Sequence[float] | None = None,
 ) -> Model:
     """Fit one logistic regression per label over (features, text, labels) rows."""
+    # Imported here: scikit-learn and SciPy add about 100 MB to every process that imports
+    # them, and a serving process only trains when its cached model is stale.
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
     vocabulary: dict[str, int] = {}
     for features, _, _ in rows:
         for name in features:
