@@ -49,8 +49,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                  "processed_at"),
     "events": ("id", "at", "actor", "kind", "ticket_id", "message_id", "detail"),
     "outbox": ("id", "message_id", "ticket_id", "reply_to_message", "in_reply_to", "to_addr",
-               "subject", "raw", "kind", "status", "attempts", "next_attempt_at", "created_at",
-               "sent_at"),
+               "to_key", "to_domain", "subject", "raw", "kind", "status", "attempts",
+               "next_attempt_at", "created_at", "sent_at"),
     "ticket_search": ("ticket_id", "head", "body"),
 }  # fmt: skip
 # Words that make searches of every breadth: a city is in 1 ticket of 100, an order
@@ -121,7 +121,8 @@ def generate(tickets: int, messages: int) -> Iterator[tuple[str, tuple[Any, ...]
         reply = f"Subject: Re: My data [JC-{t}]\r\n\r\n{'We have your request. ' * 40}".encode()
         yield "outbox", (
             t, f"<r{t}@junocloud.me>", t, t, f"<m{t}@example.org>", f"person{t}@example.org",
-            f"Re: My data, request {t} [JC-{t}]", reply, "auto", "sent", 1, at, at, at,
+            f"person{t}@example.org", "example.org", f"Re: My data, request {t} [JC-{t}]", reply,
+            "auto", "sent", 1, at, at, at,
         )  # fmt: skip
     for t in range(1, tickets + 1):
         # The row privbot.search writes: the ticket's words and those of its messages.

@@ -182,3 +182,33 @@ def test_tickets_from_before_search_are_found_by_the_words_of_their_mail(db_url:
         assert found("neuword") == [out.ticket]
     finally:
         app.close()
+
+
+def test_replies_from_before_0011_still_count_for_the_reply_caps(db_url: str) -> None:
+    """The caps compare `to_key`/`to_domain` now; replies queued by an older privbot get
+    them from their `to_addr`, so an upgrade does not reset anyone's count."""
+    _upgrade_to(db_url, "0010")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(OUTBOX.insert(), [{
+            "message_id": f"old-{n}@junocloud.me", "ticket_id": None, "in_reply_to": None,
+            "to_addr": to, "subject": "Re: x", "kind": "auto", "status": "sent",
+            "attempts": 1, "raw": b"x", "next_attempt_at": now, "created_at": now,
+        } for n, to in enumerate(["J.O.E+news@GoogleMail.com", "joe@gmail.com.", "ann@example.org"])
+        ])  # fmt: skip
+    engine.dispose()
+    app = make_app(db_url, reply_cap="2")  # 0011 fills the new columns
+    try:
+        with app.sessions() as s:
+            rows = s.execute(select(Outgoing.to_key, Outgoing.to_domain).order_by(Outgoing.id))
+            assert rows.all() == [("joe@gmail.com", "gmail.com"), ("joe@gmail.com", "gmail.com"),
+                                  ("ann@example.org", "example.org")]  # fmt: skip
+        # Two replies to Joe's mailbox already: the cap holds the third.
+        out = pipeline.receive(app, mail(sender="jo.e@gmail.com", body="Please delete my account."),
+                               source="file")  # fmt: skip
+        with app.sessions() as s:
+            assert s.get(Message, out.message).status == "handled"
+            assert s.scalar(select(sa.func.count()).select_from(Outgoing)) == 3
+    finally:
+        app.close()

@@ -59,7 +59,7 @@ from privbot.models import (
     iso,
     utcnow,
 )
-from privbot.outbox.queue import DOTLESS, address_key, domains_of
+from privbot.outbox.queue import DOTLESS, address_key, counted_as, domains_of
 from privbot.tickets import parse_ref, ref
 
 DELETION = "deletion"  # the ticket type of intents/deletion.toml
@@ -375,6 +375,8 @@ class _Erasure:
         # Our own Message-ID is replaced too, so a reply to it starts a new ticket.
         o.message_id = f"erased.{o.id}@{self.domain}"
         o.to_addr = self._stand_in(o.to_addr) or SOMEONE
+        counted = counted_as(o.to_addr)
+        o.to_key, o.to_domain = counted["to_key"], counted["to_domain"]
         o.raw = self._mail({"To": o.to_addr, "Message-ID": f"<{o.message_id}>"})
         o.subject, o.in_reply_to = self.note, None
         o.last_error = self.scrub(o.last_error) if o.last_error else o.last_error

@@ -188,6 +188,10 @@ class Outgoing(Base):
     reply_to_message: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     to_addr: Mapped[str] = mapped_column(String(320), index=True)
+    # What the reply caps count by (outbox.queue.counted_as): the mailbox `to_addr` reaches,
+    # and its domain. NULL only in rows a migration could not read.
+    to_key: Mapped[str | None] = mapped_column(String(320))
+    to_domain: Mapped[str | None] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(Text)
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     kind: Mapped[str] = mapped_column(String(16), default="auto")  # auto or staff
@@ -382,6 +386,13 @@ Index(
     sqlite_where=text("status = 'pending'"),
     postgresql_where=text("status = 'pending'"),
 )
+# The reply caps count one mailbox's and one domain's automatic replies of the last hours
+# before every reply: an index range each (the kind inside, so the table is not read), never
+# the window's replies to everyone.
+Index("ix_outbox_counted_key", Outgoing.to_key, Outgoing.kind, Outgoing.created_at)
+Index("ix_outbox_counted_domain", Outgoing.to_domain, Outgoing.kind, Outgoing.created_at)
+
+
 Index(
     "ix_outbox_sending_lease",
     Outgoing.lease_until,

@@ -73,3 +73,23 @@ def test_the_outbox_claims_search_unsent_replies_only(sqlite_url: str, relay: Ca
         assert all(c.startswith("SEARCH outbox USING INDEX") for c in claims), claims
     finally:
         app.close()
+
+
+def test_the_reply_caps_count_in_their_own_indexes(sqlite_url: str, relay: CaptureRelay) -> None:
+    """LIKE patterns over the address read every reply of the window to anyone, twice per
+    reply: a busy day made each reply dearer. Each count is now an index range of one
+    mailbox's or one domain's automatic replies."""
+    app, recorded = _recorded(sqlite_url, relay)
+    try:
+        counts = {
+            column: [" ".join(plan(app.engine, sql, params))
+                     for sql, params in recorded.queries() if f"outbox.{column} =" in sql]
+            for column in ("to_key", "to_domain")
+        }  # fmt: skip
+        assert counts["to_key"] and counts["to_domain"]
+        for column, plans in counts.items():
+            index = {"to_key": "ix_outbox_counted_key", "to_domain": "ix_outbox_counted_domain"}
+            assert all(p == f"SEARCH outbox USING COVERING INDEX {index[column]} ({column}=? "
+                       "AND kind=? AND created_at>?)" for p in plans), plans  # fmt: skip
+    finally:
+        app.close()

@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, insert, or_, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from privbot.audit import record
-from privbot.db import like_escape
 from privbot.mail.compose import Reply, as_bytes
 from privbot.models import OutboxStatus, Outgoing, iso, utcnow
 
@@ -43,6 +42,7 @@ def queue_outgoing(
             "reply_to_message": reply_to_message,
             "in_reply_to": in_reply_to,
             "to_addr": to_addr,
+            **counted_as(to_addr),
             "subject": mail.subject,
             "raw": as_bytes(mail.message),
             "kind": kind,
@@ -114,36 +114,21 @@ class RepliesSent:
     domain: int  # to any address at its domain
 
 
+def counted_as(to_addr: str) -> dict[str, str]:
+    """The outbox columns the reply caps count an address by: its mailbox and domain."""
+    key = address_key(to_addr)
+    return {"to_key": key, "to_domain": key.rpartition("@")[2]}
+
+
 def replies_sent_since(session: Session, address: str, since: datetime) -> RepliesSent:
     """Automatic replies queued since a moment to an address's mailbox and to its domain:
     what the reply caps count."""
     table = Outgoing.__table__
-    key = address_key(address)
-    local = key.rpartition("@")[0]
-    domains = domains_of(key)
+    counted = counted_as(address)
     recent = (table.c.kind == "auto", table.c.created_at >= since)
+    count = select(func.count()).select_from(table)
     # Core on the session's connection: the ORM's execute path cost more than the queries.
     conn = session.connection()
-    to_domain = conn.scalar(
-        select(func.count(table.c.id)).where(*recent, _to(table.c.to_addr, "", domains))
-    )
-    # The LIKE finds every spelling ("joe+x@"; "j.o.e@" where dots do not count) and maybe
-    # a few other addresses; address_key then keeps the mailbox's own.
-    dotless = domains[0] in DOTLESS
-    spelled = "%".join(like_escape(c) for c in local) if dotless else like_escape(local)
-    candidates = conn.scalars(
-        select(table.c.to_addr).where(*recent, _to(table.c.to_addr, spelled, domains))
-    ).all()
-    return RepliesSent(sum(address_key(c) == key for c in candidates), to_domain or 0)
-
-
-def _to(column: ColumnElement[str], local_pattern: str, domains: list[str]) -> ColumnElement[bool]:
-    """Addresses whose local part starts like `local_pattern`, at one of `domains`."""
-    to = func.lower(column)
-    return or_(
-        *(
-            to.like(f"{local_pattern}%@{like_escape(d)}{dot}", escape="\\")
-            for d in domains
-            for dot in ("", ".")  # "x@domain." is the same domain: no way around the cap
-        )
-    )
+    mailbox = conn.scalar(count.where(*recent, table.c.to_key == counted["to_key"]))
+    domain = conn.scalar(count.where(*recent, table.c.to_domain == counted["to_domain"]))
+    return RepliesSent(mailbox or 0, domain or 0)
