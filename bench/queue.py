@@ -145,6 +145,13 @@ def _batches(tickets: int, messages: int, size: int = 5000) -> Iterator[tuple[st
         yield current, rows
 
 
+def _kept(table: str, present: set[str]) -> tuple[list[str], list[int]]:
+    """The generated columns the migrated table has, and their places in a row: an older
+    checkout's schema (`--before`) lacks the newer columns."""
+    keep = [i for i, c in enumerate(COLUMNS[table]) if c in present]
+    return [COLUMNS[table][i] for i in keep], keep
+
+
 def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -175,14 +182,15 @@ def load_sqlite(
         ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
+        schema = {t: {r[1] for r in conn.execute(f"PRAGMA table_info({t})")} for t in COLUMNS}
         conn.execute("BEGIN")
         with bar(tickets + messages, "queue: load SQLite", "row") as pbar:
             for table, rows in _batches(tickets, messages):
-                cols = COLUMNS[table]
+                cols, keep = _kept(table, schema[table])
                 marks = ", ".join("?" * len(cols))
                 conn.executemany(
                     f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})",
-                    [tuple(_sqlite_value(v) for v in row) for row in rows],
+                    [tuple(_sqlite_value(row[i]) for i in keep) for row in rows],
                 )
                 if table in ("tickets", "messages"):
                     pbar.update(len(rows))
@@ -224,11 +232,16 @@ def load_postgres(
             # generated rows are consistent, so skip them where we may (superuser only).
             with contextlib.suppress(psycopg.errors.InsufficientPrivilege), conn.transaction():
                 conn.execute("SET LOCAL session_replication_role = replica")
+            schema = {
+                t: {r[0] for r in conn.execute("SELECT column_name FROM information_schema."
+                                               "columns WHERE table_name = %s", (t,))}
+                for t in COLUMNS
+            }  # fmt: skip
             for table, rows in _batches(tickets, messages, 20000):
-                cols = ", ".join(COLUMNS[table])
-                with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                cols, keep = _kept(table, schema[table])
+                with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row(row)
+                        copy.write_row([row[i] for i in keep])
                 if table in ("tickets", "messages"):
                     pbar.update(len(rows))
         for _, sql in indexes:
