@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from privbot.audit import record
@@ -120,15 +120,20 @@ def counted_as(to_addr: str) -> dict[str, str]:
     return {"to_key": key, "to_domain": key.rpartition("@")[2]}
 
 
-def replies_sent_since(session: Session, address: str, since: datetime) -> RepliesSent:
+def replies_sent_since(
+    session: Session, address: str, since: datetime, *, domain_limit: int | None = None
+) -> RepliesSent:
     """Automatic replies queued since a moment to an address's mailbox and to its domain:
-    what the reply caps count."""
+    what the reply caps count. The domain's count stops at `domain_limit` (all a cap needs
+    to know), so a free-mail domain's day of replies is never counted whole."""
     table = Outgoing.__table__
     counted = counted_as(address)
     recent = (table.c.kind == "auto", table.c.created_at >= since)
-    count = select(func.count()).select_from(table)
+    to_domain = select(literal(1)).where(*recent, table.c.to_domain == counted["to_domain"])
+    if domain_limit is not None:
+        to_domain = to_domain.limit(domain_limit)
     # Core on the session's connection: the ORM's execute path cost more than the queries.
     conn = session.connection()
-    mailbox = conn.scalar(count.where(*recent, table.c.to_key == counted["to_key"]))
-    domain = conn.scalar(count.where(*recent, table.c.to_domain == counted["to_domain"]))
+    mailbox = conn.scalar(select(func.count()).where(*recent, table.c.to_key == counted["to_key"]))
+    domain = conn.scalar(select(func.count()).select_from(to_domain.subquery()))
     return RepliesSent(mailbox or 0, domain or 0)

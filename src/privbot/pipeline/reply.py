@@ -50,7 +50,7 @@ def queue_answer(
     to = parsed.from_addr or ticket.requester
     since = utcnow() - timedelta(hours=24)
     with session.no_autoflush:  # a count needs none of this message's pending rows
-        sent = replies_sent_since(session, to, since)
+        sent = replies_sent_since(session, to, since, domain_limit=settings.reply_cap_per_domain)
     held = _held_back(settings.reply_cap, settings.reply_cap_per_domain, sent, to)
     if held is not None:
         record(session, "reply_suppressed", ticket=ticket, message=message, reason=held)
