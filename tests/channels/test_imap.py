@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from privbot.app import App, data_folder
+from privbot.channels.imap import ImapWatcher
 from privbot.models import Message, Outgoing, Ticket
 from privbot.serve import Service
 from testing.apps import mail, make_app, wait_until
@@ -166,3 +167,18 @@ def test_polls_where_the_server_has_no_idle(
         finally:
             service.stop()
             app.close()
+
+
+def test_a_stop_after_the_watcher_has_ended_is_harmless(sqlite_url: str) -> None:
+    """A stop racing the end of run(): run() had closed its wake-up pipe, and stop() wrote
+    to the closed descriptor (EBADF at `privbot serve`'s SIGTERM, seen in CI) or, had its
+    number been reused, to another file."""
+    app = make_app(sqlite_url, imap_url="imap://support%40junocloud.me:secret@127.0.0.1:1/INBOX")
+    try:
+        watcher = ImapWatcher(app)
+        watcher._stop.set()  # run() returns at once, as after a stop in its backoff wait
+        watcher.run()
+        watcher.stop()  # must neither raise nor write anywhere
+        watcher.stop()
+    finally:
+        app.close()

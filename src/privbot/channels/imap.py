@@ -59,6 +59,10 @@ class ImapWatcher:
         self.auth_backoff = AUTH_BACKOFF
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
+        # stop() may come from another thread just as run() ends and closes the pipe: the
+        # lock keeps it from writing to a closed descriptor, or to a file given its number.
+        self._wake_lock = threading.Lock()
+        self._wake_open = True
         self.connected = threading.Event()  # for tests and the demo: the first sync is done
         self.online = threading.Event()  # logged in now (readiness: ops/health.py)
         self.uidvalidity: int | None = None
@@ -66,7 +70,9 @@ class ImapWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        os.write(self._wake_w, b"x")  # interrupt a select() in IDLE at once
+        with self._wake_lock:
+            if self._wake_open:
+                os.write(self._wake_w, b"x")  # interrupt a select() in IDLE at once
 
     def run(self) -> None:
         """Connect, sync, idle; on any drop reconnect with backoff. Returns when stopped."""
@@ -100,8 +106,10 @@ class ImapWatcher:
         finally:
             self.online.clear()
             self.claims.close()
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+            with self._wake_lock:
+                self._wake_open = False
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def _connect(self) -> IMAPClient:
         return connect(self.imap, tokens=self.app.tokens)
