@@ -22,7 +22,7 @@ from privbot.audit import record
 from privbot.mail.compose import NAME_LIMIT, SUBJECT_LIMIT, compose_reply, one_line
 from privbot.mail.parsed import ParsedMessage
 from privbot.models import Message, Ticket, utcnow
-from privbot.outbox.queue import RepliesSent, address_key, queue_outgoing, replies_sent_since
+from privbot.outbox.queue import RepliesSent, counted_as, queue_outgoing, replies_sent_since
 from privbot.pipeline.plan import Plan, plan
 from privbot.tickets import reply_subject
 from privbot.understand import Classification
@@ -98,7 +98,7 @@ def _held_back(cap: int, domain_cap: int, sent: RepliesSent, to: str) -> str | N
     if sent.mailbox >= cap:
         return f"reply cap: {cap} automatic replies to {to} in 24 hours"
     if sent.domain >= domain_cap:
-        domain = address_key(to).rpartition("@")[2]
+        domain = counted_as(to)["to_domain"]
         return f"domain reply cap: {domain_cap} automatic replies to {domain} in 24 hours"
     return None
 
