@@ -126,7 +126,7 @@ def run(app: App, corpora: Path, repeats: int, long_repeats: int) -> dict[str, A
             texts = corpus_texts(corpora)
             every: list[float] = []
             for name, items in texts.items():
-                times = _timed(lambda x: classify(x[0], x[1]), items, repeats, f"classify: {name}")
+                times = _timed(lambda x: classify(*x), items, repeats, f"classify: {name}")
                 result[name] = _figures(times)
                 every.extend(times)
             result["corpora_all"] = _figures(every)

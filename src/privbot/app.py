@@ -79,12 +79,12 @@ class LiveClassifier:
     def intents(self) -> Intents:
         return self._current.intents
 
-    def classify(self, new_text: str, subject: str = "") -> Classification:
+    def classify(self, new_text: str, subject: str = "", forwarded: str = "") -> Classification:
         if self._observe is None:
-            return self._current.classify(new_text, subject)
+            return self._current.classify(new_text, subject, forwarded)
         started = time.perf_counter()
         try:
-            return self._current.classify(new_text, subject)
+            return self._current.classify(new_text, subject, forwarded)
         finally:
             self._observe(time.perf_counter() - started)
 

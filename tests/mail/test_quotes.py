@@ -74,6 +74,14 @@ def test_outlook_reply_fixture() -> None:
         "---------- Forwarded message ---------",
         "From: Team <t@junocloud.me>\nSent: Monday, May 27, 2024 11:00 AM",
         "Von: Team <t@junocloud.me>\nGesendet: Montag, 27. Mai 2024 11:00",
+        "Från: JunoCloud Service <s@junocloud-lagring.example.com>\nSkickat: den 11 mars 2025",
+        "Od: Dorota <d@example.com>\nWysłano: czwartek, 13 lutego 2025 16:05",
+        "Lähettäjä: Team <t@junocloud.me>\nLähetetty: maanantai 3. maaliskuuta 2025",
+        "Από: Team <t@junocloud.me>\nΣτάλθηκε: Δευτέρα, 3 Μαρτίου 2025",
+        "Feladó: Team <t@junocloud.me>\nElküldve: 2025. március 3.",
+        "-------- Původní zpráva --------",
+        "-----Wiadomość oryginalna-----",
+        "---------- Videresendt meddelelse ----------",
     ],
 )
 def test_outlook_style_headers_start_the_quote(separator: str) -> None:

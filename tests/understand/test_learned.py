@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from privbot.mail.parse import parse_message
 from privbot.understand import Classifier
 from privbot.understand.concepts import Concepts, load_concepts
 from privbot.understand.intents import IntentsError
@@ -224,5 +225,71 @@ def test_the_shipped_model_reads_a_replys_subject_as_context(
     shipped: Classifier, subject: str, body: str, asked: tuple[str, ...]
 ) -> None:
     reading = shipped.classify(body, subject)
+    requests = tuple(i for i in reading.intents if i in shipped.intents.requests)
+    assert requests == asked, (reading.intents, reading.probabilities)
+
+
+def test_a_forwards_frames_are_features_of_their_own(
+    concepts: Concepts, shipped: Classifier
+) -> None:
+    forwarded = (
+        "From: Ann <ann@example.org>\nSubject: Delete my account\n\nPlease delete my account."
+    )
+    phrases = shipped._phrases(
+        "Sending this again.", "", split_sentences("Sending this again.", "")
+    )
+    features = shipped._features(
+        phrases, split_sentences("Sending this again.", ""), "Sending this again.", concepts,
+        forwarded,
+    )  # fmt: skip
+    assert "fw:f:do:act_delete+obj_account" in features
+    assert "f:do:act_delete+obj_account" not in features
+
+
+FORWARDED_PHISH = """\
+Hi, this came this morning. It says it is you but the sender is not your domain, so I
+guess it is phishing. Thought you would want to know. I have not clicked anything.
+
+Bo
+
+Från: JunoCloud Service <service@junocloud-storage.example.com>
+Skickat: den 3 mars 2025 06:48
+Till: bo@example.net
+Ämne: Your storage is full - verify your account
+
+Dear customer, your storage is full and your files will be deleted within 24 hours.
+Verify your account and payment details here to keep them: http://example.com/verify
+"""
+
+FORWARDED_OWN = """\
+Zweiter Versuch, ich habe bis heute keine Antwort bekommen.
+
+---------- Weitergeleitete Nachricht ----------
+Von: Jana Beck <jana@example.org>
+Datum: Mo., 3. März 2025 um 09:12
+Betreff: Konto löschen
+An: support@junocloud.me
+
+Hallo, bitte löschen Sie mein Konto und alle meine Daten. Jana Beck
+"""
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "asked"),
+    [
+        # Phishing shown to us: its "verify your account" and "deleted" are not the sender's.
+        ("Fwd: Your storage is full - verify your account", FORWARDED_PHISH, ()),
+        # The sender's own unanswered request, forwarded: it is asked again.
+        ("WG: Konto löschen", FORWARDED_OWN, ("deletion",)),
+    ],
+)
+def test_the_shipped_model_reads_what_a_forward_passes_on(
+    shipped: Classifier, subject: str, body: str, asked: tuple[str, ...]
+) -> None:
+    raw = f"From: x@example.org\nTo: support@junocloud.me\nSubject: {subject}\n\n{body}"
+    parsed = parse_message(raw.encode())
+    assert parsed.forwarded_text and "Fwd" not in parsed.new_text
+    reading = shipped.classify(parsed.new_text, parsed.subject, parsed.forwarded_text)
+    assert not reading.machine and not reading.spam, reading.probabilities
     requests = tuple(i for i in reading.intents if i in shipped.intents.requests)
     assert requests == asked, (reading.intents, reading.probabilities)

@@ -13,7 +13,9 @@ NAMES = ("opt_out", "data_access", "correction", "deletion", "question", "other"
 
 def _decide(classifier: Classifier, text: str, **p_and_flags: object) -> Classification:
     flags = {
-        k: p_and_flags.pop(k) for k in ("grounded", "machine_words", "spam") if k in p_and_flags
+        k: p_and_flags.pop(k)
+        for k in ("grounded", "machine_words", "spam", "passes_on")
+        if k in p_and_flags
     }
     p = {name: 0.0 for name in NAMES} | {k: float(v) for k, v in p_and_flags.items()}  # type: ignore[arg-type]
     sentences = split_sentences(text, "")
@@ -30,6 +32,7 @@ def _decide(classifier: Classifier, text: str, **p_and_flags: object) -> Classif
         None,
         bool(flags.get("grounded", True)),
         bool(flags.get("machine_words", True)),
+        bool(flags.get("passes_on", False)),
     )
 
 
@@ -65,6 +68,20 @@ def test_spam_words_screen_only_a_mail_without_a_request(classifier: Classifier)
     assert bait.spam
     person = _decide(classifier, "Your offers again! Stop it.", opt_out=0.99, spam=True)
     assert not person.spam and person.intents == ("opt_out",) and person.low_confidence
+    asked = _decide(classifier, "Is a copy of my data free?", question=0.95, spam=True)
+    assert not asked.spam and asked.intents == ("question",) and asked.low_confidence
+
+
+def test_everyday_words_of_spam_do_not_screen_a_question(classifier: Classifier) -> None:
+    """ "Gratis" or "kostenlos" alone was once decisive: a person asking whether a copy is
+    free, or writing about the free plan, got no reply at all."""
+    for subject, body in [
+        ("Frage", "Ist die Kopie meiner Daten kostenlos? Oder kostet das etwas?"),
+        ("Plano gratis", "Se eu mudar para o plano gratis, voces usam os meus dados?"),
+        ("", "¿Es gratis pedir una copia de mis datos?"),
+    ]:
+        result = classifier.classify(body, subject)
+        assert not result.spam and "question" in result.intents, body
 
 
 def test_machine_wording_needs_a_machine_word_or_near_certainty(classifier: Classifier) -> None:
@@ -73,5 +90,10 @@ def test_machine_wording_needs_a_machine_word_or_near_certainty(classifier: Clas
         classifier, "This is a text prefix.", machine=0.9, machine_words=False
     ).machine
     assert _decide(classifier, "Auto reply", machine=0.97, machine_words=False).machine
+    # Forwarding a mail inline is what people do: only machine words of its own screen it.
+    assert not _decide(
+        classifier, "This is a text prefix.", machine=0.99, machine_words=False, passes_on=True
+    ).machine
+    assert _decide(classifier, "Auto reply", machine=0.7, passes_on=True).machine
     asks = _decide(classifier, "Away, but delete my account.", machine=0.9, deletion=0.9)
     assert not asks.machine and "deletion" in asks.intents  # a person who asks is not screened

@@ -21,6 +21,7 @@ _PREFIX = re.compile(
     rf"^\s*((?:{REPLY_PREFIXES}|{FORWARD_PREFIXES})\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE
 )
 _REPLY = re.compile(rf"^\s*(?:{REPLY_PREFIXES})\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
+_FORWARD = re.compile(rf"^\s*(?:{FORWARD_PREFIXES})\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
 # Quoted-printable keeps the body readable in raw form (base64 is compat32's utf-8 default).
 _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP
@@ -55,6 +56,11 @@ def strip_prefixes(subject: str) -> str:
 def is_reply(subject: str) -> bool:
     """The subject answers an earlier mail ("Re:", "AW:"), rather than forwarding one."""
     return bool(_REPLY.match(subject))
+
+
+def is_forward(subject: str) -> bool:
+    """The subject passes an earlier mail on ("Fwd:", "WG:"), rather than answering it."""
+    return bool(_FORWARD.match(subject))
 
 
 def one_line(text: str, limit: int | None = None) -> str:

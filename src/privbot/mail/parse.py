@@ -17,6 +17,7 @@ from email.generator import BytesGenerator
 from email.message import Message
 from email.parser import BytesParser
 
+from privbot.mail.compose import is_forward, is_reply
 from privbot.mail.decode import (
     PLAIN_CODECS,
     clean_text,
@@ -37,7 +38,7 @@ from privbot.mail.headers import (
 )
 from privbot.mail.html_text import html_to_text
 from privbot.mail.parsed import Attachment, ParsedMessage
-from privbot.mail.quotes import split_reply
+from privbot.mail.quotes import split_reply, starts_forward
 
 MAX_TEXT_CHARS = 1_000_000  # decoded text kept per message
 MAX_PARTS = 1_000  # MIME parts walked per message
@@ -126,6 +127,8 @@ def _parse(data: bytes) -> ParsedMessage:
     reply_to = addresses(msg, "reply-to", hints)
     text = "\n\n".join(walk.texts)
     new_text, quoted_text, signature = split_reply(text)
+    subject = first_value(headers, "subject") or ""
+    forward = is_forward(subject) or (not is_reply(subject) and starts_forward(quoted_text))
     return ParsedMessage(
         message_id=parse_message_id(first_value(headers, "message-id")),
         from_addr=sender.address,
@@ -134,7 +137,7 @@ def _parse(data: bytes) -> ParsedMessage:
         reply_to=reply_to[0][1] if reply_to else None,
         to=tuple(addr for _, addr in addresses(msg, "to", hints)),
         cc=tuple(addr for _, addr in addresses(msg, "cc", hints)),
-        subject=first_value(headers, "subject") or "",
+        subject=subject,
         date=first_value(headers, "date"),
         in_reply_to=parse_message_id(first_value(headers, "in-reply-to")),
         references=parse_references(headers.get("references", ())),
@@ -146,6 +149,7 @@ def _parse(data: bytes) -> ParsedMessage:
         attachments=tuple(walk.attachments),
         headers=headers,
         defects=tuple(walk.notes),
+        forwarded_text=quoted_text if forward else "",
     )
 
 

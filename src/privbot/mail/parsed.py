@@ -38,6 +38,9 @@ class ParsedMessage:
     defects: tuple[str, ...] = ()  # notes about damage repaired while parsing
     # Every mailbox in From (RFC 5322 allows several; privbot answers the first, from_addr).
     from_all: tuple[str, ...] = ()
+    # The quoted part of a forward ("Fwd:", "---- Forwarded message ----"), not of a reply:
+    # the sender passes it on, their own old request again or something to show us.
+    forwarded_text: str = ""
 
     @property
     def limits_hit(self) -> tuple[str, ...]:

@@ -30,18 +30,48 @@ _SEPARATOR = re.compile(
                 |oorspronkelijk\s+bericht|mensagem\s+original|original\s+e-?mail\s+message
                 |forwarded\s+message|weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]
                 |mensaje\s+reenviado|messaggio\s+inoltrato|doorgestuurd\s+bericht
-                |mensagem\s+encaminhada)\s*-{2,}
+                |mensagem\s+encaminhada|ursprungligt\s+meddelande
+                |vidarebefordrat\s+meddelande|oprindelig\s+meddelelse
+                |videresendt\s+meddelelse|wiadomo[śs][ćc]\s+oryginalna
+                |wiadomo[śs][ćc]\s+przekazana|przekazana\s+wiadomo[śs][ćc]
+                |p[ůu]vodn[íi]\s+zpr[áa]va|p[řr]eposlan[áa]\s+zpr[áa]va
+                |mesaj\s+original|mesaj\s+redirec[țţt]ionat|mesaj\s+transmis
+                |αρχικό\s+μήνυμα|αρχικο\s+μηνυμα|προωθημένο\s+μήνυμα|προωθημενο\s+μηνυμα
+                |eredeti\s+[üu]zenet|tov[áa]bb[íi]tott\s+[üu]zenet
+                |alkuper[äa]inen\s+viesti|v[äa]litetty\s+viesti
+                |edelleenl[äa]hetetty\s+viesti)\s*-{2,}
       | begin\s+forwarded\s+message\s*:
       | anfang\s+der\s+weitergeleiteten\s+nachricht\s*:
       | d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]\s*:
     )[\s*]*$""",
     re.IGNORECASE | re.VERBOSE,
 )
+# The separators above that pass a mail on rather than answer it.
+_FORWARD_SEPARATOR = re.compile(
+    r"""^[\s*-]*(?:forwarded\s+message|weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]
+        |mensaje\s+reenviado|messaggio\s+inoltrato|doorgestuurd\s+bericht
+        |mensagem\s+encaminhada|vidarebefordrat\s+meddelande|videresendt\s+meddelelse
+        |wiadomo[śs][ćc]\s+przekazana|przekazana\s+wiadomo[śs][ćc]|p[řr]eposlan[áa]\s+zpr[áa]va
+        |mesaj\s+redirec[țţt]ionat|mesaj\s+transmis|προωθημένο\s+μήνυμα|προωθημενο\s+μηνυμα
+        |tov[áa]bb[íi]tott\s+[üu]zenet|v[äa]litetty\s+viesti|edelleenl[äa]hetetty\s+viesti
+        |begin\s+forwarded\s+message|anfang\s+der\s+weitergeleiteten\s+nachricht
+        |d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée])""",
+    re.IGNORECASE | re.VERBOSE,
+)
 _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
-_HEADER_FROM = re.compile(r"^[\s*]*(?:from|de|von|van|da|fra|från|od)\s*:[\s*]*\S", re.IGNORECASE)
+# An Outlook-style header block's first line and the ones after it, in the 15 languages.
+_HEADER_FROM = re.compile(
+    r"^[\s*]*(?:from|de|von|van|da|fra|från|od|de\s+la|από|feladó|felado|lähettäjä|lahettaja)"
+    r"\s*:[\s*]*\S",
+    re.IGNORECASE,
+)
 _HEADER_NEXT = re.compile(
-    r"^[\s*]*(?:sent|envoy[ée]|gesendet|enviado|inviato|verzonden|date|datum|fecha|data"
-    r"|to|an|à|a|para|aan|cc|subject|betreff|objet|asunto|oggetto|onderwerp|assunto)\s*:",
+    r"^[\s*]*(?:sent|envoy[ée]|gesendet|enviad[oa]|inviato|verzonden|date|datum|fecha|data"
+    r"|to|an|à|a|para|aan|cc|subject|betreff|objet|asunto|oggetto|onderwerp|assunto"
+    r"|skickat|till|ämne|sendt|til|emne|wysłano|wyslano|do|temat|odesláno|odeslano|komu"
+    r"|předmět|predmet|trimis|către|catre|subiect|στάλθηκε|σταλθηκε|προς|θέμα|θεμα"
+    r"|elküldve|elkuldve|küldve|címzett|cimzett|tárgy|targy|dátum|lähetetty|lahetetty"
+    r"|vastaanottaja|aihe|päivämäärä)\s*:",
     re.IGNORECASE,
 )
 _SIGNATURE = re.compile(
@@ -121,6 +151,14 @@ def _split_signature(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def _join(lines: list[str]) -> str:
     return "\n".join(lines).strip("\n")
+
+
+def starts_forward(quoted: str) -> bool:
+    """The quoted part opens with a forward's separator ("---- Forwarded message ----")."""
+    for line in quoted.split("\n"):
+        if line.strip():
+            return bool(_FORWARD_SEPARATOR.match(line))
+    return False
 
 
 def split_reply(text: str) -> tuple[str, str, str]:

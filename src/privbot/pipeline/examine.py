@@ -57,7 +57,7 @@ def examine(
     reason = screen(parsed, context)
     if reason is not None:
         return Examination(parsed, skip=reason)
-    understanding = app.classifier.classify(parsed.new_text, parsed.subject)
+    understanding = app.classifier.classify(parsed.new_text, parsed.subject, parsed.forwarded_text)
     if understanding.spam:
         skip = "spam: no privacy request, spam signals"
         return Examination(parsed, skip=skip, understanding=understanding)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rapidfuzz import fuzz
 
+from privbot.mail.quotes import starts_forward
 from privbot.understand.concepts import STEMMERS, Concepts
 from privbot.understand.cues import LanguageCues, compile_phrases, dedupe_phrases
 from privbot.understand.intents import (
@@ -128,15 +129,16 @@ class Classifier:
 
     # -- classification ---------------------------------------------------------------
 
-    def classify(self, new_text: str, subject: str = "") -> Classification:
+    def classify(self, new_text: str, subject: str = "", forwarded: str = "") -> Classification:
         """What the mail asks for: the phrase layer's reading, decided by the learned layer
-        when there is one (the phrases are then part of its evidence)."""
+        when there is one (the phrases are then part of its evidence). `forwarded`: the
+        mail a forward passes on, read by the learned layer as a segment of its own."""
         all_sentences = split_sentences(new_text, subject)
         if self.model is None or self.concepts is None:
             return self._phrases(new_text, subject, all_sentences)
         phrases = self._phrases(new_text, subject, all_sentences, with_citations=False)
         sentences, text = self._spoken(all_sentences)
-        features = self._features(phrases, sentences, text)
+        features = self._features(phrases, sentences, text, forwarded=forwarded)
         grams = ngrams(text)
         probabilities = self.model.probabilities(features, text, grams)
         evidence = {
@@ -182,6 +184,8 @@ class Classifier:
             section_p,
             grounded,
             any(k.startswith(("c:machine_", "subj:c:machine_")) for k in features),
+            # A forward, its own words above it or none (then all of it is the new text).
+            passes_on=bool(forwarded.strip()) or starts_forward(new_text),
         )
         if (
             learned.low_confidence
@@ -258,7 +262,7 @@ class Classifier:
                 example.text, example.subject, all_sentences, with_citations=False
             )
             sentences, text = self._spoken(all_sentences)
-            features = self._features(phrases, sentences, text, concepts)
+            features = self._features(phrases, sentences, text, concepts, example.forwarded)
             rows.append((features, text, example.labels))
         return rows
 
@@ -274,11 +278,16 @@ class Classifier:
         sentences: Sequence[Sentence],
         text: str,
         concepts: Concepts | None = None,
+        forwarded: str = "",
     ) -> dict[str, float]:
         lexicon = concepts or self.concepts
         assert lexicon is not None
+        # A forward's frames are its own features: the sender's old request sent again, or
+        # a newsletter or phishing mail shown to us, told apart by the words above it.
+        passed_on = split_sentences(forwarded[:FORWARDED_CHARS], "") if forwarded else []
         return {
             **concept_features(lexicon, sentences, phrases.language),
+            **concept_features(lexicon, passed_on, phrases.language, segment="fw:"),
             **phrase_features(phrases),
             **length_features(text, sentences),
         }
@@ -430,7 +439,8 @@ SHORT_TEXT_WORDS = 8
 
 # Features that show the sender named an action (learned.py's names): an object alone
 # ("multipart mail") asks for nothing.
-GROUNDS = ("c:act_", "c:state_", "subj:c:act_", "subj:c:state_", "strong:")
+GROUNDS = ("c:act_", "c:state_", "subj:c:act_", "subj:c:state_", "fw:c:act_", "strong:")
+FORWARDED_CHARS = 4000  # of a forwarded mail, read: its request is at the top, not page 9
 
 
 def _cached(cache: Path | None, key: str) -> Learned | None:

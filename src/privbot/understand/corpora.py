@@ -126,7 +126,7 @@ def privacyqa(path: Path, run: Callable[[str], Classification], progress: bool) 
 
 def spam(
     folder: Path,
-    run: Callable[[str, str], Classification],
+    run: Callable[[str, str, str], Classification],
     progress: bool,
     requests: frozenset[str],
 ) -> tuple[list[Outcome], str]:
@@ -144,8 +144,7 @@ def spam(
         if reason is not None:
             out.append(Outcome(row["file"], "", (row["label"],), (), True, "headers"))
             continue
-        text, subject = parser(raw)
-        result = run(text, subject)
+        result = run(*parser(raw))
         # Acted on: a request read surely enough to act (a low-confidence reading goes to
         # staff and does nothing). Screened: spam, or machine wording (no reply at all).
         screened = result.spam or result.machine
@@ -171,15 +170,16 @@ def _header_screen(raw: bytes, context: ScreenContext) -> str | None:
         return None
 
 
-def mail_parser() -> tuple[Callable[[bytes], tuple[str, str]], str]:
-    """The pipeline's parser, with a small stdlib fallback for a mail it cannot read."""
+def mail_parser() -> tuple[Callable[[bytes], tuple[str, str, str]], str]:
+    """The pipeline's parser, with a small stdlib fallback for a mail it cannot read:
+    (new text, subject, the mail a forward passes on), as the pipeline classifies them."""
 
-    def parse(raw: bytes) -> tuple[str, str]:
+    def parse(raw: bytes) -> tuple[str, str, str]:
         try:
             message = parse_message(raw)
         except Exception:  # one broken mail must not stop the evaluation
-            return _fallback_parse(raw)
-        return message.new_text, message.subject
+            return (*_fallback_parse(raw), "")
+        return message.new_text, message.subject, message.forwarded_text
 
     return parse, "spam mails parsed with privbot.mail.parse.parse_message"
 

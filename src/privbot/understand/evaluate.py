@@ -161,9 +161,9 @@ def evaluate(
 
     requests = classifier.intents.requests
 
-    def run(text: str, subject: str = "") -> Classification:
+    def run(text: str, subject: str = "", forwarded: str = "") -> Classification:
         start = time.perf_counter()
-        result = classifier.classify(text, subject)
+        result = classifier.classify(text, subject, forwarded)
         timings.append(time.perf_counter() - start)
         return result
 

@@ -42,7 +42,7 @@ GRAM_BUCKETS = 2**16  # hashed n-gram columns: 65,536 x labels float32 is under 
 C = 16.0
 STAFF_WEIGHT = 25.0  # one correction must change what the model says about that text
 # Part of every cached model's key: change it when the features change.
-FEATURES_VERSION = f"6 C={C} grams={GRAM_BUCKETS}"  # 6: a reply's subject: thread:
+FEATURES_VERSION = f"7 C={C} grams={GRAM_BUCKETS}"  # 7: a forward's frames: fw:
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class Example:
     weight: float = 1.0  # a staff correction counts as STAFF_WEIGHT bank examples
     # For a question: the policy sections that answer it, or {"none"} (the policy is silent).
     sections: frozenset[str] = frozenset()
+    forwarded: str = ""  # the mail a forward passes on (ParsedMessage.forwarded_text)
 
 
 def read_bank(folder: Path) -> list[Example]:
@@ -69,7 +70,8 @@ def read_bank(folder: Path) -> list[Example]:
             continue
         labels = frozenset({MACHINE}) if mail.skip else mail.intents
         sections = mail.sections if "question" in labels else frozenset()
-        out.append(Example(parsed.new_text, parsed.subject, labels, mail.language, 1.0, sections))
+        text, forwarded = parsed.new_text, parsed.forwarded_text
+        out.append(Example(text, parsed.subject, labels, mail.language, 1.0, sections, forwarded))
     return out
 
 
@@ -85,9 +87,10 @@ def staff_examples(rows: Iterable[tuple[str, str, str]]) -> list[Example]:
 
 
 def concept_features(
-    concepts: Concepts, sentences: Sequence[Sentence], language: str
+    concepts: Concepts, sentences: Sequence[Sentence], language: str, segment: str = ""
 ) -> dict[str, float]:
-    """Frames and concepts of the mail's sentences, language-free."""
+    """Frames and concepts of the mail's sentences, language-free. `segment` prefixes every
+    feature of a part read on its own ("fw:", a forwarded mail)."""
     out: dict[str, float] = {}
     for sent in sentences:
         found = concepts.find(sent.tokens, language)
@@ -104,10 +107,10 @@ def concept_features(
         # so that the model can tell it from "how do I stop...?".
         polite = "polite" in here
         objects = [c for c in here if c.startswith("obj_")] or ["obj_none"]
-        prefix = "thread:" if sent.thread else "subj:" if sent.is_subject else ""
+        prefix = segment or ("thread:" if sent.thread else "subj:" if sent.is_subject else "")
         # A reply's subject says what the thread was about, not what is asked now: its
         # frames are features of their own, for the model to weigh.
-        frame = "thread:" if sent.thread else ""
+        frame = segment or ("thread:" if sent.thread else "")
         for concept in here:
             _add(out, f"{prefix}c:{concept}")
         for act in ACTS:

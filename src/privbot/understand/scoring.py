@@ -250,12 +250,15 @@ def decide_learned(
     section_p: dict[str, float] | None = None,
     grounded: bool = True,
     machine_words: bool = True,
+    passes_on: bool = False,
 ) -> Classification:
     """The final reading from the learned layer's probabilities; the phrase layer still
     supplies what it alone knows (opt-out scopes, the stated change, the sender's words).
     `section_p`: the section model's probability per policy section for a question.
     `grounded`: the sender's words name an action or an object of the lexicon, or a phrase
-    matched; without that, nothing is acted on (an empty or foreign body is no request)."""
+    matched; without that, nothing is acted on (an empty or foreign body is no request).
+    `passes_on`: the mail forwards another inline, which people do and auto-responders
+    do not; without machine words of its own it is then never set aside as a machine."""
     names = [i.name for i in sorted(intents_data.intents, key=lambda i: -i.priority)]
     privacy = [n for n in names if n != "other"]
     chosen = [n for n in privacy if p.get(n, 0.0) >= ACCEPT_P]
@@ -264,8 +267,10 @@ def decide_learned(
     requests = [n for n in chosen if n in intents_data.requests]
     # Machine wording: the lexicon's auto-reply, ticket, challenge or bounce words, or a
     # model that is all but certain (a MIME test mail is odd, but a person sent it).
-    machine = not requests and (
-        p.get("machine", 0.0) >= (MACHINE_P if machine_words else MACHINE_SURE_P)
+    machine = (
+        not requests
+        and (machine_words or not passes_on)
+        and p.get("machine", 0.0) >= (MACHINE_P if machine_words else MACHINE_SURE_P)
     )
     if requests and not grounded:
         # The words name no action of the lexicon ("frobnicate my records please", or a
@@ -314,16 +319,17 @@ def decide_learned(
         named_addresses=phrases.named_addresses,
         correction_text=change,
         # The phrase lists' spam signals screen a mail only where the model reads no
-        # request: a person complaining about our offers uses the same words. A request
-        # in a mail full of them is bait or a complaint; staff decide, nothing is applied.
-        spam=phrases.spam and not requests,
+        # request and no question: a person complaining about our offers, or asking
+        # whether a copy is free, uses the same words. A request or a question in a mail
+        # full of them is bait or a person; staff decide, nothing is applied.
+        spam=phrases.spam and not requests and "question" not in chosen,
         # A question the policy does not answer is not doubt: it goes to staff (the plan), and
         # the reply says honestly that a person will answer it.
         low_confidence=(
             confidence < CONFIDENT_P
             or other_doubt  # a separate matter may be there: staff look
             or (bool(requests) and not grounded)  # a request the words did not name
-            or (bool(requests) and phrases.spam)
+            or (phrases.spam and (bool(requests) or "question" in chosen))
         ),
         candidates=tuple(
             sorted(((n, round(p.get(n, 0.0), 3)) for n in names), key=lambda c: -c[1])
