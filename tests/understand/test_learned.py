@@ -50,6 +50,32 @@ def test_concept_frames_in_several_languages(
     assert frame in _frames(concepts, text, language)
 
 
+@pytest.mark.parametrize(
+    ("text", "language", "concepts_found"),
+    [
+        ("Kontolöschung bitte.", "de", {"c:act_delete", "c:obj_account"}),
+        ("Antrag auf Datenlöschung", "de", {"c:act_delete", "c:obj_data"}),
+        ("Newsletterabmeldung", "de", {"c:act_stop", "c:obj_marketing"}),
+        ("Accountverwijdering graag.", "nl", {"c:act_delete", "c:obj_account"}),
+        ("Kontoradering tack", "sv", {"c:act_delete", "c:obj_account"}),
+        ("Kontosletning", "da", {"c:act_delete", "c:obj_account"}),
+        # A prefix entry matches the word's start ("fiok*"); the head is read as well.
+        ("Kérem a fióktörlést.", "hu", {"c:act_delete", "c:obj_account"}),
+        ("Tilinpoisto kiitos", "fi", {"c:act_delete", "c:obj_account"}),
+    ],
+)
+def test_a_compound_is_read_by_its_parts(
+    concepts: Concepts, text: str, language: str, concepts_found: set[str]
+) -> None:
+    found = {k for k in _frames(concepts, text, language) if k.startswith("c:")}
+    assert concepts_found <= found, found
+
+
+def test_a_compound_whose_head_is_no_entry_names_nothing(concepts: Concepts) -> None:
+    # "Datenschutzerklärung" (privacy notice): "daten" alone must not make it about data.
+    assert not _frames(concepts, "Datenschutzerklärung", "de")
+
+
 def test_a_negated_action_is_not_a_plain_request(concepts: Concepts) -> None:
     frames = _frames(concepts, "Please do not delete my account.", "en")
     assert "f:neg:act_delete+obj_account" in frames

@@ -34,6 +34,15 @@ PREFIX_KEY = 3
 TYPO_MIN = 5
 NEAR_CACHE = 100_000  # prefix entries are indexed by their first 3 letters (2-letter ones whole)
 FALLBACK = "en"  # English words are matched in every mail: people mix it in everywhere
+# Languages that write compounds as one word ("Kontolöschung", "fióktörlés", "tilinpoisto"),
+# and the linking letters between a compound's parts ("Daten-s-chutz" has none; "Kunden-").
+COMPOUNDING = {
+    "de": ("", "s", "es", "n", "en", "e"), "nl": ("", "s", "en", "e"), "sv": ("", "s"),
+    "da": ("", "s", "e"), "fi": ("", "n"), "hu": ("",),
+}  # fmt: skip
+COMPOUND_MIN = 8  # a shorter word is not split
+PART_MIN = 4  # letters of each part; shorter ones match by chance
+PARTS = ("act_", "obj_", "state_", "topic_")  # the concepts a compound's parts can name
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class Concepts:
     _near: dict[tuple[str, str], str | None] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _compounds: dict[tuple[str, str], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def find(self, tokens: Sequence[str], language: str) -> list[tuple[str, int]]:
         """(concept, token index) for every entry found in normalised `tokens`."""
@@ -73,6 +85,9 @@ class Concepts:
                 for entry in (*short, *self.prefixes[lang].get(tokens[i][:PREFIX_KEY], ())):
                     if _matches(entry, tokens, stems, i):
                         found.append((entry.concept, i))
+                if lang in COMPOUNDING:
+                    # Also where the word's start matched a prefix ("fiok*" in "fióktörlés").
+                    found += [(c, i) for c in self._compound(lang, tokens[i])]
                 if len(found) == before and len(stems[i]) >= TYPO_MIN:
                     near = self._nearest(lang, stems[i])
                     found += [
@@ -98,6 +113,50 @@ class Concepts:
             ):
                 found.add(lang)
         return frozenset(found)
+
+    def _compound(self, language: str, word: str) -> tuple[str, ...]:
+        """The concepts of a compound's parts: its head (the longest ending that is an
+        entry) and what is left before it, less a linking letter ("kontolöschung": account,
+        delete). Nothing when the head is no entry: a modifier alone says too little."""
+        key = (language, word)
+        if key not in self._compounds:
+            if len(self._compounds) > NEAR_CACHE:
+                self._compounds.clear()
+            found: tuple[str, ...] = ()
+            if len(word) >= COMPOUND_MIN:
+                for cut in range(PART_MIN, len(word) - PART_MIN + 1):
+                    head = self._part(language, word[cut:])
+                    if head:
+                        left = word[:cut]
+                        modifier = next(
+                            (
+                                part
+                                for link in COMPOUNDING[language]
+                                if left.endswith(link)
+                                and len(left) - len(link) >= PART_MIN
+                                and (part := self._part(language, left[: len(left) - len(link)]))
+                            ),
+                            (),
+                        )
+                        found = tuple(dict.fromkeys((*head, *modifier)))
+                        break
+            self._compounds[key] = found
+        return self._compounds[key]
+
+    def _part(self, language: str, part: str) -> tuple[str, ...]:
+        """The concepts one-word entries give a part of a compound."""
+        entries = (
+            *self.by_language[language].get(stem(language, part), ()),
+            *self.prefixes[language].get(part[:2], ()),
+            *self.prefixes[language].get(part[:PREFIX_KEY], ()),
+        )
+        return tuple(
+            e.concept
+            for e in entries
+            if len(e.words) == 1
+            and e.concept.startswith(PARTS)
+            and (not e.prefix[0] or (len(e.words[0]) >= PART_MIN and part.startswith(e.words[0])))
+        )
 
     def _nearest(self, language: str, word: str) -> str | None:
         """The one-word entry a typo is one edit from ("remvoe": remove), if any."""

@@ -42,7 +42,7 @@ GRAM_BUCKETS = 2**16  # hashed n-gram columns: 65,536 x labels float32 is under 
 C = 16.0
 STAFF_WEIGHT = 25.0  # one correction must change what the model says about that text
 # Part of every cached model's key: change it when the features change.
-FEATURES_VERSION = f"7 C={C} grams={GRAM_BUCKETS}"  # 7: a forward's frames: fw:
+FEATURES_VERSION = f"8 C={C} grams={GRAM_BUCKETS}"  # 8: compounds split (concepts.py)
 
 
 @dataclass(frozen=True)
