@@ -18,16 +18,15 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from privbot import pipeline
 from privbot.app import App
 from privbot.audit import record
-from privbot.db import like_escape
 from privbot.mail.compose import compose_reply
 from privbot.models import ChatRequest, Outgoing, utcnow
-from privbot.outbox.queue import address_key, domains_of, queue_outgoing
+from privbot.outbox.queue import counted_as, queue_outgoing
 from privbot.pipeline.reply import answer_text
 
 SAYS = "chat/says.txt.j2"  # what the chat says, in the visitor's language
@@ -148,28 +147,28 @@ def _links_refused(db: Session, app: App, address: str, language: str | None) ->
     settings = app.settings
     now = utcnow()
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(hours=24)
-    key = address_key(address)
+    # Counted by the outbox's own columns for the caps (their indexes serve these counts):
+    # the mailbox however it is spelled, and its domain.
+    counted = counted_as(address)
     confirm = Outgoing.kind == "confirm"
-    domain_rows = db.execute(
-        select(Outgoing.to_addr, Outgoing.created_at).where(
-            confirm,
-            Outgoing.created_at > day_ago,
-            or_(
-                *(
-                    func.lower(Outgoing.to_addr).like(f"%@{like_escape(d)}", escape="\\")
-                    for d in domains_of(key)
-                )
-            ),
+    to_mailbox = db.scalar(
+        select(func.count(Outgoing.id)).where(
+            Outgoing.to_key == counted["to_key"], confirm, Outgoing.created_at > day_ago
         )
-    ).all()
-    if sum(address_key(to) == key for to, _ in domain_rows) >= settings.chat_links_per_address_day:
+    )
+    if (to_mailbox or 0) >= settings.chat_links_per_address_day:
         return app.replies.says(
             SAYS, language, "links_used_up",
             count=settings.chat_links_per_address_day, address=settings.address,
         )  # fmt: skip
     busy = app.replies.says(SAYS, language, "links_busy", address=settings.address)
-    if sum(at > hour_ago for _, at in domain_rows) >= settings.chat_links_per_domain_hour:
-        domain = key.rpartition("@")[2]
+    to_domain = db.scalar(
+        select(func.count(Outgoing.id)).where(
+            Outgoing.to_domain == counted["to_domain"], confirm, Outgoing.created_at > hour_ago
+        )
+    )
+    if (to_domain or 0) >= settings.chat_links_per_domain_hour:
+        domain = counted["to_domain"]
         log.warning("chat: confirmation links to %s held back: the domain's hourly cap", domain)
         return busy
     total = db.scalar(
