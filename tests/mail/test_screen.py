@@ -25,9 +25,9 @@ def _ctx(msg: ParsedMessage | None = None, envelope: str | None = None) -> Scree
     )
 
 
-def _mail(headers: str = "", subject: str = "Hi") -> ParsedMessage:
+def _mail(headers: str = "", subject: str = "Hi", body: str = "Hello.") -> ParsedMessage:
     base = f"From: Jane Doe <jane@example.com>\nTo: support@junocloud.me\nSubject: {subject}\n"
-    return parse_message((base + headers + "\nHello.\n").encode())
+    return parse_message((base + headers + f"\n{body}\n").encode())
 
 
 @pytest.mark.parametrize(
@@ -225,3 +225,32 @@ def test_rules_are_named_functions_in_order() -> None:
     assert names[0] == "own_mail"
     assert len(set(names)) == len(names)
     assert {"bounce_report", "feedback_report", "auto_submitted", "mailing_list"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        (
+            "Read: Your data request",
+            "Your message\n\n  To: Ann\n  Subject: Your data request\n"
+            "  Sent: Monday, 3 March 2025 10:15\n\nwas read on Monday, 3 March 2025 10:47.",
+        ),
+        (
+            "Leído: Re: Su solicitud",
+            "Su mensaje\n\n  Para: Luis\n  Asunto: Re: Su solicitud\n"
+            "  Enviado: miércoles, 21 de mayo de 2025\n\nfue leído el miércoles.",
+        ),
+        (
+            "Αναγνωσμένο: Ενημέρωση",
+            "Το μήνυμά σας\n\n  Προς: a@example.net\n  Θέμα: Ενημέρωση\n"
+            "  Εστάλη: Πέμπτη\n\nαναγνώστηκε την Πέμπτη.",
+        ),
+    ],
+)
+def test_read_receipts_without_headers_are_screened(subject: str, body: str) -> None:
+    assert (screen(_mail(subject=subject, body=body), _ctx()) or "").startswith("read receipt")
+
+
+def test_a_person_whose_subject_says_read_passes() -> None:
+    msg = _mail(subject="Read: chapter 3 of your policy", body="Please delete my account.")
+    assert screen(msg, _ctx()) is None

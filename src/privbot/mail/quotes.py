@@ -153,6 +153,11 @@ def _join(lines: list[str]) -> str:
     return "\n".join(lines).strip("\n")
 
 
+def header_lines(text: str) -> int:
+    """How many lines look like a mail's own header lines ("To:", "Asunto:", "Θέμα:")."""
+    return sum(1 for line in text.split("\n") if _HEADER_NEXT.match(line))
+
+
 def starts_forward(quoted: str) -> bool:
     """The quoted part opens with a forward's separator ("---- Forwarded message ----")."""
     for line in quoted.split("\n"):

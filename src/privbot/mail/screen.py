@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 
 from privbot.mail.parsed import ParsedMessage
+from privbot.mail.quotes import header_lines
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,14 @@ _AUTO_REPLY_SUBJECT = re.compile(
 # Phrases auto-responders put anywhere in the subject ("John is out of the office ...").
 _AUTO_REPLY_PHRASE = re.compile(
     r"\bis\s+out\s+of\s+(?:the\s+)?office\b|\((?:automatic|auto)[-\s]?(?:reply|response)\)",
+    re.IGNORECASE,
+)
+# Outlook's read receipts (and "not read" notices) in the 15 languages, sent as ordinary
+# mail: "Leído: <subject>" over the reported mail's own To/Subject/Sent lines.
+_READ_RECEIPT_SUBJECT = re.compile(
+    r"^\s*(?:read|not\s+read|gelesen|nicht\s+gelesen|lu|non\s+lu|le[íi]do|no\s+le[íi]do|letto"
+    r"|non\s+letto|gelezen|niet\s+gelezen|lida|n[ãa]o\s+lida|przeczytan[eoa]|l[äa]st|l[æa]st"
+    r"|p[řr]e[čc]teno|citit|αναγνωσμένο|αναγνωσμενο|διαβάστηκε|olvasott|elolvasva|luettu)\s*:",
     re.IGNORECASE,
 )
 _CHALLENGE_HEADERS = ("x-bluebottle-request", "x-boxbe-request", "x-spamarrest-token")
@@ -247,6 +256,14 @@ def auto_reply_subject(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
     return None
 
 
+def read_receipt(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
+    """A read receipt without MDN headers: its subject's prefix and the header lines of the
+    mail it reports. Both are needed: a person may well write "Read: chapter 3"."""
+    if _READ_RECEIPT_SUBJECT.match(msg.subject) and header_lines(msg.text) >= 2:
+        return f"read receipt: subject {msg.subject.strip()[:60]!r}"
+    return None
+
+
 def challenge_response(msg: ParsedMessage, ctx: ScreenContext) -> str | None:
     """Anti-spam "prove you are human" systems; answering them confirms our address."""
     for name in _CHALLENGE_HEADERS:
@@ -293,6 +310,7 @@ RULES: tuple[Rule, ...] = (
     autoreply_headers,
     bulk_precedence,
     auto_reply_subject,
+    read_receipt,
     challenge_response,
     mailing_list,
     noreply_sender,
