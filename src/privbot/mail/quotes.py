@@ -23,40 +23,32 @@ _ATTRIBUTION = re.compile(
     re.IGNORECASE | re.VERBOSE,
 )
 _ATTRIBUTION_START = re.compile(r"^(?:on|am|le|el|il|op|em)\b", re.IGNORECASE)
+# Separator words, in the 15 languages: a forward's ("---- Forwarded message ----", "Begin
+# forwarded message:"), and an answered original's ("-----Original Message-----").
+_FORWARD_WORDS = r"""forwarded\s+message|weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]
+    |mensaje\s+reenviado|messaggio\s+inoltrato|doorgestuurd\s+bericht
+    |mensagem\s+encaminhada|vidarebefordrat\s+meddelande|videresendt\s+meddelelse
+    |wiadomo[śs][ćc]\s+przekazana|przekazana\s+wiadomo[śs][ćc]|p[řr]eposlan[áa]\s+zpr[áa]va
+    |mesaj\s+redirec[țţt]ionat|mesaj\s+transmis|προωθημένο\s+μήνυμα|προωθημενο\s+μηνυμα
+    |tov[áa]bb[íi]tott\s+[üu]zenet|v[äa]litetty\s+viesti|edelleenl[äa]hetetty\s+viesti"""
+_FORWARD_INTROS = r"""begin\s+forwarded\s+message|anfang\s+der\s+weitergeleiteten\s+nachricht
+    |d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]"""
+_ORIGINAL_WORDS = r"""original\s+message|original-nachricht|urspr[üu]ngliche\s+nachricht
+    |message\s+d'origine|mensaje\s+original|messaggio\s+originale
+    |oorspronkelijk\s+bericht|mensagem\s+original|original\s+e-?mail\s+message
+    |ursprungligt\s+meddelande|oprindelig\s+meddelelse|wiadomo[śs][ćc]\s+oryginalna
+    |p[ůu]vodn[íi]\s+zpr[áa]va|mesaj\s+original|αρχικό\s+μήνυμα|αρχικο\s+μηνυμα
+    |eredeti\s+[üu]zenet|alkuper[äa]inen\s+viesti"""
 _SEPARATOR = re.compile(
-    r"""^[\s*]*(?:
-        -{2,}\s*(?:original\s+message|original-nachricht|urspr[üu]ngliche\s+nachricht
-                |message\s+d'origine|mensaje\s+original|messaggio\s+originale
-                |oorspronkelijk\s+bericht|mensagem\s+original|original\s+e-?mail\s+message
-                |forwarded\s+message|weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]
-                |mensaje\s+reenviado|messaggio\s+inoltrato|doorgestuurd\s+bericht
-                |mensagem\s+encaminhada|ursprungligt\s+meddelande
-                |vidarebefordrat\s+meddelande|oprindelig\s+meddelelse
-                |videresendt\s+meddelelse|wiadomo[śs][ćc]\s+oryginalna
-                |wiadomo[śs][ćc]\s+przekazana|przekazana\s+wiadomo[śs][ćc]
-                |p[ůu]vodn[íi]\s+zpr[áa]va|p[řr]eposlan[áa]\s+zpr[áa]va
-                |mesaj\s+original|mesaj\s+redirec[țţt]ionat|mesaj\s+transmis
-                |αρχικό\s+μήνυμα|αρχικο\s+μηνυμα|προωθημένο\s+μήνυμα|προωθημενο\s+μηνυμα
-                |eredeti\s+[üu]zenet|tov[áa]bb[íi]tott\s+[üu]zenet
-                |alkuper[äa]inen\s+viesti|v[äa]litetty\s+viesti
-                |edelleenl[äa]hetetty\s+viesti)\s*-{2,}
-      | begin\s+forwarded\s+message\s*:
-      | anfang\s+der\s+weitergeleiteten\s+nachricht\s*:
-      | d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée]\s*:
+    rf"""^[\s*]*(?:
+        -{{2,}}\s*(?:{_ORIGINAL_WORDS}|{_FORWARD_WORDS})\s*-{{2,}}
+      | (?:{_FORWARD_INTROS})\s*:
     )[\s*]*$""",
     re.IGNORECASE | re.VERBOSE,
 )
 # The separators above that pass a mail on rather than answer it.
 _FORWARD_SEPARATOR = re.compile(
-    r"""^[\s*-]*(?:forwarded\s+message|weitergeleitete\s+nachricht|message\s+transf[ée]r[ée]
-        |mensaje\s+reenviado|messaggio\s+inoltrato|doorgestuurd\s+bericht
-        |mensagem\s+encaminhada|vidarebefordrat\s+meddelande|videresendt\s+meddelelse
-        |wiadomo[śs][ćc]\s+przekazana|przekazana\s+wiadomo[śs][ćc]|p[řr]eposlan[áa]\s+zpr[áa]va
-        |mesaj\s+redirec[țţt]ionat|mesaj\s+transmis|προωθημένο\s+μήνυμα|προωθημενο\s+μηνυμα
-        |tov[áa]bb[íi]tott\s+[üu]zenet|v[äa]litetty\s+viesti|edelleenl[äa]hetetty\s+viesti
-        |begin\s+forwarded\s+message|anfang\s+der\s+weitergeleiteten\s+nachricht
-        |d[ée]but\s+du\s+message\s+r[ée]exp[ée]di[ée])""",
-    re.IGNORECASE | re.VERBOSE,
+    rf"^[\s*-]*(?:{_FORWARD_WORDS}|{_FORWARD_INTROS})", re.IGNORECASE | re.VERBOSE
 )
 _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
 # An Outlook-style header block's first line and the ones after it, in the 15 languages.
